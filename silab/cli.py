@@ -1,0 +1,200 @@
+"""The `silab` command. Heavy modules are imported inside each command, so `silab --help` is instant
+and the UI process never loads torch.
+
+Exit codes: 0 done, 1 a failure during a run (completed rounds stay on disk), 2 bad input,
+130 interrupted (Ctrl-C; the run can be resumed).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from silab.errors import UsageError
+
+COMMANDS = ("run", "fit", "profiles", "view", "sweep")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error raises UsageError (one line, exit 2) instead of printing usage."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def add_profile_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", help="profile name (see `silab profiles`) or path to a .toml file")
+    parser.add_argument("--run-dir", help="folder for the run (default: <run_root>/<profile>-<time>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a profile key, e.g. --set verify.sigma=0.7 (repeatable)")
+
+
+# --- silab run ----------------------------------------------------------------------------------
+
+class ConsolePrinter:
+    """Headless view of the engine's events: a progress line per phase, a summary line per round."""
+    LABELS = {"build": "building organism", "train": "training", "sample": "sampling",
+              "judge": "judging", "evaluate": "evaluating"}
+
+    def __init__(self, out=sys.stdout, err=sys.stderr):
+        self.out, self.err = out, err
+        self.tty = err.isatty()
+        self.phase_start = time.perf_counter()
+
+    def __call__(self, e: dict) -> None:
+        kind = e["event"]
+        if kind == "phase_started":
+            self.phase_start = time.perf_counter()
+        elif kind == "progress":
+            self.bar(e)
+        elif kind == "phase_finished" and self.tty:
+            self.err.write("\r\033[K")
+        elif kind == "round_finished":
+            self.out.write(summary_line(e["record"]) + "\n")
+            self.out.flush()
+        elif kind == "run_started":
+            resumed = e.get("resumed_from")
+            note = f" (resuming after round {resumed})" if resumed is not None else ""
+            self.err.write(f"run {e['run_dir']}: profile {e['profile']}, rounds 0..{e['rounds']}{note}\n")
+        elif kind in ("log", "error"):
+            self.err.write(f"{e['message']}\n")
+
+    def bar(self, e: dict) -> None:
+        done, total = e["done"], max(e["total"], 1)
+        width = 30
+        filled = int(width * done / total)
+        elapsed = time.perf_counter() - self.phase_start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else 0.0
+        where = f"round {e['round']} " if e.get("round") is not None else ""
+        line = (f"{where}{self.LABELS.get(e['phase'], e['phase']):<18} [{'#' * filled}{'.' * (width - filled)}] "
+                f"{done}/{total} {rate:,.0f}/s eta {eta:.0f}s")
+        if self.tty:
+            self.err.write("\r\033[K" + line)
+        elif done == total:
+            self.err.write(line + "\n")
+        self.err.flush()
+
+
+def summary_line(r: dict) -> str:
+    return (f"round {r['round']:>2}  U_s {r['U_s']:.3f}  U_v {r['U_v']:.3f}  G {r['G']:+.3f}  "
+            f"solver {r['solver_acc']:.3f}  verifier {r['verifier_acc']:.3f}  test {r['test_acc']:.3f}  "
+            f"greedy {r['test_greedy_acc']:.3f}  {r['seconds']['total']:.1f}s")
+
+
+def cmd_run(argv: list[str]) -> int:
+    parser = Parser(prog="silab run", description="Run self-improvement rounds headless.")
+    add_profile_args(parser)
+    parser.add_argument("--rounds", type=int, help="train this many times (measures rounds 0..K)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run after its last completed round")
+    args = parser.parse_args(argv)
+    if args.rounds is not None and args.rounds < 0:
+        raise UsageError(f"--rounds must be >= 0, got {args.rounds}")
+
+    from silab.config import apply_overrides, load_profile
+    from silab.engine import session
+
+    printer = ConsolePrinter()
+    if args.resume:
+        if args.profile or args.run_dir:
+            raise UsageError("--resume takes its profile and folder from the run; drop --profile/--run-dir")
+        loop = session.resume_run(args.resume, printer)
+        if args.overrides:
+            loop.p = apply_overrides(loop.p, args.overrides)
+    else:
+        profile = load_profile(args.profile, args.overrides)
+        if args.rounds is not None:
+            profile.rounds = args.rounds
+        loop = session.new_run(profile, args.run_dir, printer)
+    if args.rounds is not None:
+        loop.p.rounds = args.rounds
+    try:
+        first = session.start(loop, resumed=bool(args.resume))
+        for t in range(first, loop.p.rounds + 1):
+            loop.run_round(t)
+        loop.emit("run_finished", rounds_completed=len(loop.run.completed()))
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: completed rounds are in {loop.run.path}; "
+              f"continue with: silab run --resume {loop.run.path}", file=sys.stderr)
+        return 130
+    except UsageError:
+        raise
+    except Exception as exc:  # a failure mid-run: keep what is done, say where it is
+        import traceback
+        loop.emit("error", message=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        print(f"silab run: failed: {type(exc).__name__}: {exc} (completed rounds are in {loop.run.path}; "
+              f"traceback in events.jsonl)", file=sys.stderr)
+        return 1
+    print(f"done: {loop.run.path}", file=sys.stderr)
+    return 0
+
+
+# --- small commands -----------------------------------------------------------------------------
+
+def cmd_profiles(argv: list[str]) -> int:
+    Parser(prog="silab profiles", description="List the bundled profiles.").parse_args(argv)
+    from silab.config import load_profile, profiles_dir
+
+    for path in sorted(profiles_dir().glob("*.toml")):
+        try:
+            p = load_profile(str(path))
+            print(f"{path.stem:<22} {p.model.path:<38} {p.task.name:<9} N={p.sampling.n_samples:<3} "
+                  f"{p.model.backend:<4}  {p.description}")
+        except UsageError as e:
+            print(f"{path.stem:<22} INVALID: {e}")
+    return 0
+
+
+def cmd_fit(argv: list[str]) -> int:
+    from silab.theory.cli import main as fit_main
+    return fit_main(argv)
+
+
+def cmd_sweep(argv: list[str]) -> int:
+    from silab.engine.sweep import main as sweep_main
+    return sweep_main(argv)
+
+
+def cmd_view(argv: list[str]) -> int:
+    parser = Parser(prog="silab view", description="Open a finished run read-only (no engine).")
+    parser.add_argument("run_dir")
+    args = parser.parse_args(argv)
+    from silab.tui.app import run_app
+    return run_app(run_dir=Path(args.run_dir), view_only=True)
+
+
+def cmd_lab(argv: list[str]) -> int:
+    parser = Parser(prog="silab", description="The silab lab: a terminal UI that drives self-improvement "
+                    "rounds. Subcommands: run, fit, sweep, profiles, view (silab COMMAND --help).")
+    add_profile_args(parser)
+    parser.add_argument("--resume", metavar="RUN_DIR", help="reopen a run with its history")
+    args = parser.parse_args(argv)
+    from silab.tui.app import run_app
+    if args.resume:
+        return run_app(run_dir=Path(args.resume), resume=True)
+    # validate here, in this process, so bad input is one line before the screen opens
+    from silab.config import load_profile
+    load_profile(args.profile, args.overrides)
+    return run_app(run_dir=Path(args.run_dir) if args.run_dir else None, profile=args.profile,
+                   overrides=args.overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    handler = {"run": cmd_run, "fit": cmd_fit, "profiles": cmd_profiles, "view": cmd_view,
+               "sweep": cmd_sweep}.get(command, cmd_lab)
+    try:
+        code = handler(argv[1:] if command else argv)
+    except UsageError as e:
+        prog = f"silab {command}" if command else "silab"
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

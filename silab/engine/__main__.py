@@ -1,0 +1,149 @@
+"""The interactive engine process that the lab UI drives: `python -m silab.engine RUN_DIR ...`.
+
+Events go out on stdout as JSON lines (the same objects as events.jsonl; anything else a library
+prints is sent to stderr), commands come in on stdin as JSON lines:
+
+    {"cmd": "step"}    one round, then wait          {"cmd": "run"}   rounds up to the profile's
+    {"cmd": "pause"}   stop after the current phase  {"cmd": "stop"}  exit after the current phase
+    {"cmd": "set", "sigma": 0.6, "n_samples": 8, "lr": 1e-4}     settings for the next round
+    {"cmd": "inject", "schedule": "early" | "uniform" | "late" | [eta_1, ...]}
+
+The loop runs in the main thread (vLLM installs signal handlers there); a reader thread turns
+stdin into commands. A round interrupted by pause starts again from its beginning.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import sys
+import threading
+import traceback
+
+from silab.config import apply_overrides, load_profile
+from silab.engine import session
+from silab.engine.loop import Control, Paused, Stopped, profile_toml
+from silab.errors import UsageError
+
+SETTINGS = {"sigma": "verify.sigma", "n_samples": "sampling.n_samples", "lr": "train.lr"}
+
+
+def read_commands(commands: "queue.Queue[dict]", control: Control) -> None:
+    """Stdin reader: pause and stop take effect at the next phase boundary, the rest queue up."""
+    for line in sys.stdin:
+        try:
+            cmd = json.loads(line)
+        except json.JSONDecodeError:
+            cmd = {"cmd": "invalid", "line": line.strip()}
+        if cmd.get("cmd") == "pause":
+            control.pause_requested = True
+        elif cmd.get("cmd") == "stop":
+            control.stop_requested = True
+        commands.put(cmd)
+    control.stop_requested = True
+    commands.put({"cmd": "stop"})
+
+
+class Engine:
+    def __init__(self, loop, control: Control, commands: "queue.Queue[dict]"):
+        self.loop, self.control, self.commands = loop, control, commands
+
+    def apply(self, cmd: dict) -> str | None:
+        """Handle one command; returns "step", "run" or "stop" when it asks for rounds or exit."""
+        kind = cmd.get("cmd")
+        if kind in ("step", "run", "stop"):
+            return kind
+        if kind == "pause":
+            return None
+        try:
+            if kind == "set":
+                unknown = set(cmd) - {"cmd", *SETTINGS}
+                if unknown:
+                    raise UsageError(f"set: unknown setting(s) {', '.join(sorted(unknown))}")
+                changes = {k: cmd[k] for k in SETTINGS if k in cmd}
+                overrides = [f"{SETTINGS[k]}={json.dumps(v)}" for k, v in changes.items()]
+                self.loop.p = apply_overrides(self.loop.p, overrides)
+                self.loop.run.write_profile(profile_toml(self.loop.p))
+                self.loop.emit("settings_changed", settings=changes, from_round=self.next_round)
+            elif kind == "inject":
+                schedule = cmd.get("schedule")
+                self.loop.p = apply_overrides(self.loop.p, [f"external.schedule={json.dumps(schedule)}"])
+                self.loop.run.write_profile(profile_toml(self.loop.p))
+                self.loop.emit("plan_changed", schedule=self.loop.plan_shares())
+            else:
+                raise UsageError(f"unknown command {cmd!r}")
+        except UsageError as e:
+            self.loop.emit("error", message=str(e), traceback="")
+        return None
+
+    def serve(self, first: int) -> None:
+        self.next_round, mode = first, "wait"
+        while True:
+            if mode == "run" and self.next_round > self.loop.p.rounds:
+                mode = "wait"
+            if mode == "wait":
+                self.loop.emit("waiting", next_round=self.next_round)
+                action = None
+                while action is None:
+                    action = self.apply(self.commands.get())
+                if action == "stop":
+                    return
+                mode = action
+            self.control.pause_requested = False
+            try:
+                self.loop.run_round(self.next_round)
+                self.next_round += 1
+                if mode == "step":
+                    mode = "wait"
+            except Paused:
+                self.loop.restore(self.next_round - 1 if self.next_round > 0 else None)
+                self.loop.emit("paused", next_round=self.next_round)
+                mode = "wait"
+            except Stopped:
+                return
+            if self.control.stop_requested:
+                return
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m silab.engine", description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", help="the run folder (resumed unless --new is given)")
+    parser.add_argument("--new", metavar="PROFILE", nargs="?", const="tiny",
+                        help="start a new run in RUN_DIR from this profile (name or path)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+
+    # stdout carries events only: keep a private handle, send fd 1 (library chatter) to stderr
+    events = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    lock = threading.Lock()
+
+    def emit(event: dict) -> None:
+        with lock:
+            events.write(json.dumps(event) + "\n")
+
+    control, commands = Control(), queue.Queue()
+    loop = None
+    try:
+        if args.new is not None:
+            loop = session.new_run(load_profile(args.new, args.overrides), args.run_dir, emit, control)
+        else:
+            loop = session.resume_run(args.run_dir, emit, control)
+    except UsageError as e:
+        emit({"event": "error", "message": str(e), "traceback": "", "fatal": True})
+        print(f"silab engine: error: {e}", file=sys.stderr)
+        return 2
+    threading.Thread(target=read_commands, args=(commands, control), daemon=True).start()
+    try:
+        first = session.start(loop, resumed=args.new is None)
+        Engine(loop, control, commands).serve(first)
+    except Exception as exc:  # the UI shows it and can restart us from the last completed round
+        loop.emit("error", message=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(), fatal=True)
+        return 1
+    loop.emit("run_finished", rounds_completed=len(loop.run.completed()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

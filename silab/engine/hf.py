@@ -1,0 +1,171 @@
+"""The transformers + peft backend: one model with one LoRA adapter, on CPU or CUDA.
+
+Work is batched: every generate call samples all N answers of a batch of prompts, log-probs come
+from the generation's raw logits (no second pass), and judging reads one last-position softmax per
+batch of judge prompts.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from silab.config import Profile
+from silab.engine.backend import Progress, Sample
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def first_token_id(tokenizer, text: str) -> int:
+    """The id a judge's answer word starts with (" True" is one token in most vocabularies)."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if not ids:
+        raise ValueError(f"token {text!r} encodes to nothing")
+    return ids[0]
+
+
+class HFBackend:
+    def __init__(self, profile: Profile, model_path: str):
+        from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.p = profile
+        self.device = pick_device(profile.model.device)
+        dtype = "auto" if profile.model.dtype == "auto" else getattr(torch, profile.model.dtype)
+        trust = profile.model.trust_remote_code
+        self.tok = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust)
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
+        base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=trust)
+        lora = profile.lora
+        targets = "all-linear" if lora.target_modules == ["all-linear"] else lora.target_modules
+        torch.manual_seed(profile.seed)  # the LoRA init, so a resumed run starts from the same one
+        self.model = get_peft_model(base, LoraConfig(
+            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
+            task_type="CAUSAL_LM"))
+        self.model.to(self.device).eval()
+        self._initial_adapter = {k: v.clone() for k, v in get_peft_model_state_dict(self.model).items()}
+
+    # --- generation ---------------------------------------------------------------------------
+    def _encode_left(self, texts: list[str]):
+        self.tok.padding_side = "left"
+        enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+
+    @torch.no_grad()
+    def _generate(self, prompts: list[str], n: int, do_sample: bool) -> list[list[Sample]]:
+        ids, mask = self._encode_left(prompts)
+        s = self.p.sampling
+        sampling = dict(do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=0) if do_sample \
+            else dict(do_sample=False)
+        out = self.model.generate(
+            input_ids=ids, attention_mask=mask, num_return_sequences=n, max_new_tokens=self.p.model.max_new_tokens,
+            pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id,
+            output_logits=True, return_dict_in_generate=True, **sampling)
+        new = out.sequences[:, ids.shape[1]:]                                # [B*n, T]
+        raw = torch.stack(out.logits, dim=1).float().log_softmax(-1)         # raw logits: no temperature
+        token_lp = raw.gather(-1, new.unsqueeze(-1)).squeeze(-1)             # [B*n, T]
+        is_eos = new == self.tok.eos_token_id
+        # keep tokens up to and including the first end-of-sequence
+        alive = (is_eos.long().cumsum(1) - is_eos.long()) == 0
+        lengths = alive.sum(1)
+        logprobs = (token_lp * alive).sum(1)
+        texts = self.tok.batch_decode(torch.where(alive & ~is_eos, new, self.tok.pad_token_id),
+                                      skip_special_tokens=True)
+        flat = [Sample(t, int(L), float(lp)) for t, L, lp in zip(texts, lengths.tolist(), logprobs.tolist())]
+        return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    def _batched(self, items: list, batch: int, fn, progress: Progress) -> list:
+        results = []
+        for start in range(0, len(items), batch):
+            results.extend(fn(items[start:start + batch]))
+            progress(min(start + batch, len(items)), len(items))
+        return results
+
+    def sample(self, prompts: list[str], n: int, seed: int, progress: Progress) -> list[list[Sample]]:
+        torch.manual_seed(seed)
+        return self._batched(prompts, self.p.sampling.batch_size,
+                             lambda chunk: self._generate(chunk, n, do_sample=True), progress)
+
+    def greedy(self, prompts: list[str], progress: Progress) -> list[str]:
+        batch = self.p.sampling.batch_size * 4
+        return self._batched(prompts, batch,
+                             lambda chunk: [s[0].text for s in self._generate(chunk, 1, do_sample=False)],
+                             progress)
+
+    # --- judging --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def next_token_probs(self, texts: list[str], tokens: list[str], progress: Progress) -> np.ndarray:
+        cols = [first_token_id(self.tok, t) for t in tokens]
+
+        def chunk_probs(chunk):
+            ids, mask = self._encode_left(chunk)
+            logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=1).logits[:, -1]
+            return list(logits.float().softmax(-1)[:, cols].cpu().numpy())
+
+        return np.array(self._batched(texts, self.p.verify.batch_size, chunk_probs, progress))
+
+    # --- training -------------------------------------------------------------------------------
+    def _train_batch(self, pairs: list[tuple[str, str]]):
+        """Right-padded prompt+response with the loss on response tokens (and end-of-sequence) only."""
+        rows, labels = [], []
+        for prompt, response in pairs:
+            p = self.tok.encode(prompt, add_special_tokens=False)
+            r = self.tok.encode(response, add_special_tokens=False) + [self.tok.eos_token_id]
+            rows.append(p + r)
+            labels.append([-100] * len(p) + r)
+        width = max(map(len, rows))
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
+        lab = torch.tensor([r + [-100] * (width - len(r)) for r in labels], device=self.device)
+        return ids, mask, lab
+
+    def train(self, pairs: list[tuple[str, str]], lr: float, seed: int, progress: Progress) -> dict:
+        cfg = self.p.train
+        torch.manual_seed(seed)
+        order_rng = random.Random(seed)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = -(-len(pairs) // cfg.batch_size)
+        total, done, losses = steps_per_epoch * cfg.epochs, 0, []
+        self.model.train()
+        for _ in range(cfg.epochs):
+            order = list(pairs)
+            order_rng.shuffle(order)
+            for i in range(steps_per_epoch):
+                ids, mask, lab = self._train_batch(order[i * cfg.batch_size:(i + 1) * cfg.batch_size])
+                loss = self.model(input_ids=ids, attention_mask=mask, labels=lab).loss
+                (loss / cfg.grad_accum).backward()
+                losses.append(loss.item())
+                done += 1
+                if done % cfg.grad_accum == 0 or done == total:
+                    if cfg.max_grad_norm > 0:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                progress(done, total)
+        self.model.eval()
+        return {"loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+                "steps": done, "examples": len(pairs)}
+
+    # --- adapters -------------------------------------------------------------------------------
+    def save_adapter(self, path: Path) -> None:
+        self.model.save_pretrained(path)
+
+    def load_adapter(self, path: Path | None) -> None:
+        """Adapter weights from a saved folder, or the initial adapter (pi_0) for None."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        state = self._initial_adapter if path is None else load_file(Path(path) / "adapter_model.safetensors")
+        set_peft_model_state_dict(self.model, state)
+
+    def close(self) -> None:
+        del self.model

@@ -1,0 +1,267 @@
+"""The self-improvement loop of Sun et al. (arXiv 2507.00075), one round at a time.
+
+    for t in rounds:
+        if t > 0: train pi_t from pi_{t-1} on round t-1's Best-of-N picks (+ external data)
+        samples = solver(prompts, N)                    # pi_t samples N answers per prompt
+        scores  = verifier(prompts, samples)            # pi_t judges its own answers
+        picks   = best_of_n(samples, scores, sigma)     # lowest NLL among those judged >= sigma
+        U_s, U_v, G, accuracies = measure(...); evaluate pi_t on the held-out test split
+        save round t (atomically)
+
+Round t's seeds derive from (run seed, t), so a resumed run repeats an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from silab.config import Profile, dump_toml
+from silab.engine.backend import Backend, Sample, make_backend
+from silab.engine.select import best_of_n, measure, pass_at_k, qe_score, tf_score
+from silab.runs.store import RunDir
+from silab.tasks import get_task, split_items
+from silab.tasks.base import Item
+
+PHASES = ("train", "sample", "judge", "evaluate")
+
+
+class Paused(Exception):
+    """Raised between phases when the user asked to pause: the round restarts from its start."""
+
+
+class Stopped(Exception):
+    """Raised between phases when the user asked to stop the engine."""
+
+
+def round_seed(seed: int, t: int, phase: str) -> int:
+    return (seed * 1_000_003 + t * 1009 + PHASES.index(phase)) % (2**31)
+
+
+def external_counts(shares: np.ndarray, pool: int) -> list[int]:
+    """Examples of the pool per round 1..T, by cumulative rounding so none is used twice."""
+    cum = np.round(np.cumsum(shares) * pool).astype(int)
+    return list(np.diff(np.concatenate([[0], cum])))
+
+
+def manifest(profile: Profile, argv: list[str]) -> dict:
+    import peft
+    import torch
+    import transformers
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"silab": "0.1.0", "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__,
+            "seed": profile.seed, "git_commit": commit, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "argv": argv, "host": platform.node()}
+
+
+@dataclass
+class Control:
+    """How the driver (headless CLI or interactive engine) talks to a running loop."""
+    pause_requested: bool = False
+    stop_requested: bool = False
+
+
+class RoundLoop:
+    def __init__(self, profile: Profile, run: RunDir | None, emit: Callable[[dict], None], control: Control | None = None):
+        self.p, self.run, self._emit, self.control = profile, run, emit, control or Control()
+        self.task = get_task(profile.task.name)
+        self.backend: Backend | None = None
+        self.prev: dict | None = None  # the last completed round's prompts, picks and verdicts
+
+    # --- events -------------------------------------------------------------------------------
+    def emit(self, kind: str, **fields) -> None:
+        event = {"event": kind, "time": round(time.time(), 3), **fields}
+        self.run.event(event)
+        self._emit(event)
+
+    @contextmanager
+    def phase(self, t: int, name: str, total: int):
+        self.emit("phase_started", round=t, phase=name, total=total)
+        start = time.perf_counter()
+        last = [0.0]
+
+        def progress(done: int, of: int) -> None:
+            now = time.perf_counter()
+            if now - last[0] > 0.2 or done == of:
+                last[0] = now
+                self.emit("progress", round=t, phase=name, done=done, total=of)
+
+        yield progress
+        seconds = time.perf_counter() - start
+        self.seconds[name] = round(seconds, 3)
+        self.emit("phase_finished", round=t, phase=name, seconds=round(seconds, 3), done=total)
+        if self.control.stop_requested:
+            raise Stopped
+        if self.control.pause_requested:
+            raise Paused
+
+    # --- set-up -------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Split the task's data (bad data files are bad input: this runs before anything is written)."""
+        self.splits = split_items(self.task, self.p.task, self.p.seed)
+
+    def setup(self) -> None:
+        """Resolve the model (building the organism on first use) and start the backend."""
+        p = self.p
+        model_path = p.model.path
+        if model_path == "organism":
+            from silab.engine.organism import ensure_organism
+
+            def built(step, total, loss):
+                if step == 1 or step % 20 == 0 or step == total:
+                    self.emit("progress", round=None, phase="build", done=step, total=total)
+
+            self.emit("log", message=f"model organism ({p.model.organism}): building on first use, then cached")
+            model_path = str(ensure_organism(p.model.organism, p.model.cache_dir, progress=built))
+        self.backend = make_backend(p, model_path)
+        if self.splits.skipped:
+            self.emit("log", message=f"skipped {self.splits.skipped} dataset rows without a usable answer")
+        self.prompts = [self.format(item) for item in self.splits.prompts]
+        self.test_prompts = [self.format(item) for item in self.splits.test]
+
+    def format(self, item: Item) -> str:
+        from silab.tasks import format_prompt
+        return format_prompt(self.p.task, item, getattr(self.backend, "tok", None))
+
+    def restore(self, last: int | None) -> None:
+        """Put the policy and the previous round's picks back to where round `last` left them."""
+        if last is None:
+            self.backend.load_adapter(None)
+            self.prev = None
+            return
+        adapter = self.run.round_dir(last) / "adapter"
+        self.backend.load_adapter(adapter if adapter.is_dir() else None)
+        rows = [json.loads(line) for line in (self.run.round_dir(last) / "samples.jsonl").read_text().splitlines()]
+        self.prev = {"rows": rows, "sigma": json.loads((self.run.round_dir(last) / "summary.json").read_text())["sigma"]}
+
+    # --- one round ----------------------------------------------------------------------------
+    def run_round(self, t: int) -> dict:
+        p, task = self.p, self.task
+        self.seconds = {name: 0.0 for name in PHASES}
+        started = time.perf_counter()
+        train_stats, external_ids = None, []
+        if t > 0:
+            pairs, external_ids = self.training_set(t)
+            with self.phase(t, "train", len(pairs)) as progress:
+                train_stats = self.backend.train(pairs, p.train.lr, round_seed(p.seed, t, "train"), progress)
+
+        n = p.sampling.n_samples
+        with self.phase(t, "sample", len(self.prompts)) as progress:
+            samples = self.backend.sample(self.prompts, n, round_seed(p.seed, t, "sample"), progress)
+        with self.phase(t, "judge", len(self.prompts) * n) as progress:
+            score = self.judge(self.prompts, samples, progress)
+
+        logprob = np.array([[s.logprob for s in row] for row in samples])
+        length = np.array([[s.n_tokens for s in row] for row in samples])
+        golds = [item.gold for item in self.splits.prompts]
+        correct = np.array([[task.is_correct(s.text, g) for s in row] for row, g in zip(samples, golds)])
+        picks, fallback = best_of_n(logprob, length, score, p.verify.sigma)
+        record = {"round": t, **measure(logprob, length, score, correct, picks, fallback, p.verify.sigma)}
+
+        with self.phase(t, "evaluate", len(self.test_prompts)) as progress:
+            test_rows, test_metrics = self.evaluate(t, progress)
+        record.update(test_metrics)
+        record.update({
+            "n_prompts": len(self.prompts), "n_samples": n, "sigma": p.verify.sigma, "lr": p.train.lr,
+            "external": len(external_ids), "external_ids": external_ids, "train": train_stats,
+            "seconds": {**self.seconds, "total": round(time.perf_counter() - started, 3)},
+        })
+        rows = [{"id": item.id, "prompt": prompt, "gold": item.gold, "pick": int(k), "fallback": bool(fb),
+                 "responses": [{"text": s.text, "n_tokens": s.n_tokens, "logprob": round(s.logprob, 5),
+                                "score": round(float(sc), 5), "correct": bool(c)}
+                               for s, sc, c in zip(row, score_row, corr_row)]}
+                for item, prompt, row, score_row, corr_row, k, fb
+                in zip(self.splits.prompts, self.prompts, samples, score, correct, picks, fallback)]
+        self.run.write_round(t, record, {"samples.jsonl": rows, "test.jsonl": test_rows},
+                             self.backend.save_adapter if t > 0 else None)
+        self.prev = {"rows": rows, "sigma": p.verify.sigma}
+        self.emit("round_finished", round=t, record=record)
+        return record
+
+    def judge(self, prompts: list[str], samples: list[list[Sample]], progress) -> np.ndarray:
+        """The model scores its own answers with the profile's judge prompt (tf or qe)."""
+        v = self.p.verify
+        if v.method == "tf":
+            texts = [v.tf_template.format(prompt=pr, response=s.text) for pr, row in zip(prompts, samples) for s in row]
+            probs = self.backend.next_token_probs(texts, [v.true_token, v.false_token], progress)
+            score = tf_score(probs[:, 0], probs[:, 1])
+        else:
+            texts = [v.qe_template.format(prompt=pr, response=s.text) for pr, row in zip(prompts, samples) for s in row]
+            score = qe_score(self.backend.next_token_probs(texts, v.qe_tokens, progress))
+        return score.reshape(len(prompts), -1)
+
+    def training_set(self, t: int) -> tuple[list[tuple[str, str]], list[str]]:
+        """Round t-1's picks, the external data scheduled for round t, and (optionally) the model's
+        own verdicts on round t-1's samples, which keep its judging skill through the rounds."""
+        v = self.p.verify
+        pairs = [(row["prompt"], row["responses"][row["pick"]]["text"]) for row in self.prev["rows"]]
+        external = self.external_for(t)
+        pairs += [(self.format(item), item.solution or item.gold) for item in external]
+        if self.p.train.judge_rehearsal and v.method == "tf":
+            for row in self.prev["rows"]:
+                pick = row["responses"][row["pick"]]
+                pairs.append((v.tf_template.format(prompt=row["prompt"], response=pick["text"]), v.true_token))
+                worst = min(row["responses"], key=lambda r: r["score"])
+                if worst["score"] < self.prev["sigma"]:
+                    pairs.append((v.tf_template.format(prompt=row["prompt"], response=worst["text"]), v.false_token))
+        return pairs, [item.id for item in external]
+
+    def plan_shares(self) -> list[float]:
+        """eta_1..eta_T: the share of the external pool that joins each round's training."""
+        schedule, rounds = self.p.external.schedule, self.p.rounds
+        if schedule == "none" or rounds == 0:
+            return [0.0] * rounds
+        from silab.theory import schedule_shares
+        return [float(x) for x in schedule_shares(schedule, rounds)]
+
+    def external_for(self, t: int) -> list[Item]:
+        """Round t's share of the pool, continuing after the examples earlier rounds used, so no
+        example is used twice even when the plan changes mid-run."""
+        pool, shares = self.splits.external, self.plan_shares()
+        if not pool or t > len(shares):
+            return []
+        counts = external_counts(np.array(shares), len(pool))
+        used = sum(len(r.get("external_ids", [])) for r in self.run.records() if r["round"] < t)
+        return pool[used:used + counts[t - 1]]
+
+    def evaluate(self, t: int, progress) -> tuple[list[dict], dict]:
+        """Accuracy of sampled answers on the test split (the distribution U_s measures), greedy
+        accuracy beside it, and pass@k when asked for."""
+        s, task = self.p.sampling, self.task
+        k_max = max(s.test_samples, s.pass_k)
+        samples = self.backend.sample(self.test_prompts, k_max, round_seed(self.p.seed, t, "evaluate"), progress)
+        greedy = self.backend.greedy(self.test_prompts, lambda d, n: None)
+        rows, correct, greedy_ok = [], [], []
+        for item, row, g in zip(self.splits.test, samples, greedy):
+            c = [task.is_correct(x.text, item.gold) for x in row]
+            correct.append(c)
+            greedy_ok.append(task.is_correct(g, item.gold))
+            rows.append({"id": item.id, "gold": item.gold, "greedy": g, "greedy_correct": greedy_ok[-1],
+                         "samples": [x.text for x in row], "correct": c})
+        correct = np.array(correct)
+        metrics = {"test_acc": float(correct[:, :s.test_samples].mean()),
+                   "test_greedy_acc": float(np.mean(greedy_ok))}
+        if s.pass_k:
+            ks = [k for k in (1, 2, 4, 8, 16, 32, 64) if k <= s.pass_k]
+            metrics["pass_at_k"] = {str(k): float(np.mean([pass_at_k(s.pass_k, int(c[:s.pass_k].sum()), k)
+                                                           for c in correct])) for k in ks}
+        return rows, metrics
+
+
+def profile_toml(profile: Profile) -> str:
+    return dump_toml(profile.to_dict())

@@ -1,0 +1,63 @@
+"""Starting and resuming runs: the steps shared by `silab run` and the interactive engine.
+
+Everything that can be bad input (profile, model path, data files, run folder) is checked before
+the first file is written, so a refused command leaves nothing behind.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+from silab.config import Profile, profile_from_dict, tomllib
+from silab.engine.loop import Control, RoundLoop, manifest, profile_toml
+from silab.errors import UsageError
+from silab.runs.store import RunDir, default_run_dir
+
+
+def check_model_path(profile: Profile) -> None:
+    """A path-like model that does not exist is bad input; anything else may be a hub id."""
+    path = profile.model.path
+    if path != "organism" and path.startswith(("/", ".", "~")) and not Path(path).expanduser().is_dir():
+        raise UsageError(f"model.path: no model folder at {path}")
+
+
+def new_run(profile: Profile, run_dir: str | None, emit: Callable[[dict], None],
+            control: Control | None = None) -> RoundLoop:
+    check_model_path(profile)
+    path = Path(run_dir) if run_dir else default_run_dir(profile.run_root, profile.name)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UsageError(f"{path}: run folder exists and is not empty (use --resume {path} to continue it)")
+    loop = RoundLoop(profile, None, emit, control)
+    loop.prepare_data()
+    loop.run = RunDir.create(path, profile_toml(profile), manifest(profile, sys.argv))
+    return loop
+
+
+def load_run_profile(path: Path) -> Profile:
+    where = str(Path(path) / "profile.toml")
+    try:
+        data = tomllib.loads((Path(path) / "profile.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"{where}: cannot read the run's profile: {e}") from None
+    return profile_from_dict(data, where)
+
+
+def resume_run(run_dir: str | Path, emit: Callable[[dict], None], control: Control | None = None) -> RoundLoop:
+    run = RunDir.open(Path(run_dir))
+    profile = load_run_profile(run.path)
+    check_model_path(profile)
+    loop = RoundLoop(profile, run, emit, control)
+    loop.prepare_data()
+    run.discard_partial()
+    return loop
+
+
+def start(loop: RoundLoop, resumed: bool) -> int:
+    """Start the backend and restore the last completed round; returns the next round to run."""
+    done = loop.run.completed()
+    loop.emit("run_started", run_dir=str(loop.run.path), profile=loop.p.name, rounds=loop.p.rounds,
+              resumed_from=done[-1] if (resumed and done) else None)
+    loop.setup()
+    loop.restore(done[-1] if done else None)
+    return done[-1] + 1 if done else 0
