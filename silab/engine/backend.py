@@ -18,8 +18,9 @@ Progress = Callable[[int, int], None]  # (done, total)
 
 @dataclass
 class Sample:
-    text: str        # the response, without the end-of-sequence token
-    n_tokens: int    # tokens generated, end-of-sequence included
+    text: str           # the response, decoded without special tokens
+    tokens: list[int]   # the generated token ids, end-of-sequence included
+    n_tokens: int       # len(tokens)
     logprob: float   # sum of log pi(token) under the raw (temperature-1) distribution
 
 

@@ -78,7 +78,8 @@ class HFBackend:
         logprobs = (token_lp * alive).sum(1)
         texts = self.tok.batch_decode(torch.where(alive & ~is_eos, new, self.tok.pad_token_id),
                                       skip_special_tokens=True)
-        flat = [Sample(t, int(L), float(lp)) for t, L, lp in zip(texts, lengths.tolist(), logprobs.tolist())]
+        flat = [Sample(text, row[:n], n, lp) for text, row, n, lp
+                in zip(texts, new.tolist(), lengths.tolist(), logprobs.tolist())]
         return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def _batched(self, items: list, batch: int, fn, progress: Progress) -> list:

@@ -182,7 +182,7 @@ class RoundLoop:
             "seconds": {**self.seconds, "total": round(time.perf_counter() - started, 3)},
         })
         rows = [{"id": item.id, "prompt": prompt, "gold": item.gold, "pick": int(k), "fallback": bool(fb),
-                 "responses": [{"text": s.text, "n_tokens": s.n_tokens, "logprob": round(s.logprob, 5),
+                 "responses": [{"text": s.text, "tokens": s.tokens, "n_tokens": s.n_tokens, "logprob": round(s.logprob, 5),
                                 "score": round(float(sc), 5), "correct": bool(c)}
                                for s, sc, c in zip(row, score_row, corr_row)]}
                 for item, prompt, row, score_row, corr_row, k, fb

@@ -63,7 +63,7 @@ class ArithTask:
         return self.extract_answer(text) == gold
 
     def load(self, cfg: TaskConfig, split: str) -> tuple[list[Item], int]:
-        test = split == cfg.test_split
+        test = split == "test"
         pairs = [(a, b) for a in range(LO, HI + 1) for b in range(LO, HI + 1) if is_test_pair(a, b) == test]
         random.Random(12345).shuffle(pairs)  # a fixed order; the engine draws its own subsets by seed
         items = [Item(id=f"{a}+{b}", question=f"{a}+{b}", gold=str(a + b), solution=str(a + b))

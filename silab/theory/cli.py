@@ -1,0 +1,205 @@
+"""`silab fit PATH [--model coupled|exp|power|exp2|all] [--holdout K] [--json]`
+
+PATH is a run folder (its rounds.jsonl) or a long CSV (panel?, series, t, value). The default output
+is a table per panel; --json prints one object {panel: {"models": {...}, "linearity": {...},
+"rolling": {...}, "limit": {...}, "notes": [...]}} with null for anything not computable.
+Bad input prints one line `silab fit: error: <file>: <what>` and returns 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+
+import numpy as np
+
+from silab.errors import UsageError
+from silab.theory.data import load
+from silab.theory.evaluate import Estimate, PanelReport, report
+from silab.theory.models import MODELS
+
+PROG = "silab fit"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):                  # one line, not usage + error
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Fit the solver-verifier dynamics of a run or a CSV of "
+                "curves, forecast the limit and compare models (Sun et al., arXiv 2507.00075).")
+    p.add_argument("path", help="run folder, rounds.jsonl, or CSV with columns "
+                   "[panel,] series (solver|verifier|gap), t, value")
+    p.add_argument("--model", default="all", choices=[*MODELS, "all"],
+                   help="model to fit (default: all, with a rolling-origin comparison)")
+    p.add_argument("--holdout", type=int, default=0, metavar="K",
+                   help="also fit on all but the last K points and report the forecast error")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:                  # --help
+        return int(exc.code or 0)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        panels = load(args.path)
+        if args.holdout < 0:
+            raise UsageError(f"{args.path}: --holdout must be >= 0, got {args.holdout}")
+        for name, panel in panels.items():
+            shortest = min(len(c) for c in panel.values())
+            if args.holdout and shortest - args.holdout < 2:
+                raise UsageError(f"{args.path}: --holdout {args.holdout} leaves fewer than 2 "
+                                 f"points to fit in panel {name!r} ({shortest} points)")
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    models = MODELS if args.model == "all" else (args.model,)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        reports = {name: report(panel, models, args.holdout) for name, panel in panels.items()}
+    if args.json:
+        print(json.dumps({name: to_json(r) for name, r in reports.items()}))
+    else:
+        print("\n\n".join(format_report(name, r, args.holdout) for name, r in reports.items()))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON
+
+def _clean(x):
+    """Plain JSON: numpy scalars to floats, NaN and infinities to null, tuples to lists."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    return x
+
+
+def _estimate(e: Estimate | None):
+    return None if e is None else {"value": e.value, "stderr": e.stderr, "lo": e.lo, "hi": e.hi}
+
+
+def to_json(r: PanelReport) -> dict:
+    models = {}
+    for m, f in r.fits.items():
+        h = r.heldout.get(m)
+        models[m] = {"params": f.params, "stderr": f.stderr, "ci": f.ci, "r2": f.r2,
+                     "heldout_mse": h.mse if h else None,
+                     "heldout_by_series": h.by_series if h else None,
+                     "converged": f.converged, "message": f.message}
+    lin = r.linearity
+    out = {
+        "models": models,
+        "linearity": ({"slope": lin.slope, "intercept": lin.intercept, "r2": lin.r2, "n": lin.n}
+                      if lin else {"slope": None, "intercept": None, "r2": None, "n": 0}),
+        "shared_rate": (None if r.shared_rate is None else
+                        {k: getattr(r.shared_rate, k) for k in
+                         ("lambda_shared", "lambda_solver", "lambda_verifier", "F", "p")}),
+        "rolling": (None if r.rolling is None else
+                    {"horizon": r.rolling.horizon, "origins": r.rolling.origins,
+                     "mse": r.rolling.mse, "n_forecasts": r.rolling.n_forecasts,
+                     "n_flagged": r.rolling.n_flagged, "best": r.rolling.best}),
+        "limit": {"U_s_inf": _estimate(r.limit.U_s_inf),
+                  "saturation_t": _estimate(r.limit.saturation_t),
+                  "accuracy_inf": _estimate(r.limit.accuracy_inf),
+                  "by_first_k": [{"k": f.k, "U_s_inf": _estimate(f.U_s_inf),
+                                  "saturation_t": _estimate(f.saturation_t)}
+                                 for f in r.limit.by_first_k],
+                  "message": r.limit.message},
+        "n_points": r.n_points,
+        "notes": r.notes,
+    }
+    return _clean(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Table
+
+def _g(x, digits=4) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{x:.{digits}g}"
+
+
+def _interval(e: Estimate | None) -> str:
+    if e is None:
+        return "-"
+    return f"{_g(e.value)} [{_g(e.lo)}, {_g(e.hi)}]"
+
+
+def format_report(name: str, r: PanelReport, holdout: int) -> str:
+    lines = [f"== {name} ==  " + ", ".join(f"{s} {n}" for s, n in r.n_points.items()) + " points"]
+    head = f"{'model':<8} {'conv':<5}" + "".join(f"{'R² ' + s:>13}"
+                                                 for s in ("solver", "verifier", "gap"))
+    if holdout:
+        head += f"  held-out MSE (last {holdout})"
+    lines.append(head)
+    problems = []
+    for m, f in r.fits.items():
+        row = f"{m:<8} {'yes' if f.converged else 'NO':<5}" + "".join(
+            f"{_g(f.r2.get(s)):>13}" for s in ("solver", "verifier", "gap"))
+        if holdout:
+            h = r.heldout[m]
+            row += f"  {_g(h.mse, 3)}"
+        lines.append(row)
+        if f.message:
+            problems.append(f"  {m}: {f.message}")
+    lines += problems
+    shown = [m for m in r.fits if m == "coupled" or len(r.fits) == 1]
+    for m in shown:
+        f = r.fits[m]
+        if not f.params:
+            continue
+        lines.append(f"\n{m} parameters (estimate ± stderr, 95 % interval)")
+        for k, v in f.params.items():
+            lo, hi = f.ci[k]
+            lines.append(f"  {k:<22} {_g(v):>10} ± {_g(f.stderr[k], 2):<9} [{_g(lo)}, {_g(hi)}]")
+    lin = r.linearity
+    if lin:
+        lines.append(f"\nlinearity   dG/dt = {lin.slope:.4g} G + {lin.intercept:.4g}   "
+                     f"R² {lin.r2:.3f} over {lin.n} intervals (the model says slope = -lambda)")
+    sh = r.shared_rate
+    if sh:
+        lines.append(f"shared rate coupled lambda {sh.lambda_shared:.4g} vs exp's solver "
+                     f"{sh.lambda_solver:.4g}, verifier {sh.lambda_verifier:.4g}:  F = {sh.F:.3g}, "
+                     f"p = {sh.p:.2g}" + ("  (the data want separate rates)" if sh.p < 0.05 else ""))
+    lim = r.limit
+    lines.append(f"limit       U_s_inf {_interval(lim.U_s_inf)};  95 % of the way by "
+                 f"t = {_interval(lim.saturation_t)}")
+    if lim.accuracy_inf:
+        lines.append(f"            accuracy limit {_interval(lim.accuracy_inf)}")
+    if lim.by_first_k:
+        ks = "  ".join(f"{f.k}: {_g(f.U_s_inf.value, 3) if f.U_s_inf else '-'}"
+                       for f in lim.by_first_k)
+        lines.append(f"            U_s_inf forecast from the first k points (k: value): {ks}")
+    if lim.message:
+        lines.append(f"            ({lim.message})")
+    roll = r.rolling
+    if roll:
+        scores = ", ".join(f"{m} {_g(v, 3)}" + (" (best)" if m == roll.best else "") +
+                           (f" [{roll.n_flagged[m]} flagged]" if roll.n_flagged[m] else "")
+                           for m, v in roll.mse.items())
+        lines.append(f"rolling     {roll.horizon}-step-ahead MSE over {len(roll.origins)} origins "
+                     f"(t = {roll.origins[0]:g}..{roll.origins[-1]:g}): {scores}")
+    for note in r.notes:
+        lines.append(f"note        {note}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,115 @@
+"""The round loop on the micro organism: files, records, selection, log-probs and resume."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from silab.config import load_profile
+from silab.engine import session
+from silab.engine.select import best_of_n, measure, pass_at_k, qe_score, roc_auc, tf_score
+from silab.runs.store import read_records
+
+RECORD_KEYS = {"round", "U_s", "U_v", "G", "U_s_tok", "U_v_tok", "G_tok", "solver_acc", "verifier_acc",
+               "test_acc", "test_greedy_acc", "judge_auc", "judge_agreement", "fallbacks", "n_prompts",
+               "n_samples", "sigma", "lr", "external", "seconds"}
+
+
+def run_rounds(profile, run_dir, upto: int, resume: bool = False):
+    events = []
+    loop = session.resume_run(run_dir, events.append) if resume else session.new_run(profile, str(run_dir), events.append)
+    first = session.start(loop, resumed=resume)
+    for t in range(first, upto + 1):
+        loop.run_round(t)
+    return loop, events
+
+
+@pytest.fixture
+def micro_profile(micro):
+    path, overrides = micro
+    return load_profile(path, overrides)
+
+
+def test_rounds_write_complete_records_and_files(micro_profile, tmp_path):
+    loop, events = run_rounds(micro_profile, tmp_path / "run", 2)
+    records = read_records(tmp_path / "run")
+    assert [r["round"] for r in records] == [0, 1, 2]
+    for r in records:
+        assert RECORD_KEYS <= set(r)
+        assert r["G"] == pytest.approx(r["U_s"] - r["U_v"])
+        for key in ("solver_acc", "verifier_acc", "test_acc", "test_greedy_acc", "judge_agreement"):
+            assert 0.0 <= r[key] <= 1.0
+    assert records[0]["seconds"]["train"] == 0 and records[1]["seconds"]["train"] > 0
+    run = tmp_path / "run"
+    assert not (run / "rounds" / "000" / "adapter").exists()
+    assert (run / "rounds" / "001" / "adapter" / "adapter_model.safetensors").is_file()
+    rows = [json.loads(line) for line in (run / "rounds" / "001" / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == micro_profile.task.n_prompts
+    assert all(len(r["responses"]) == micro_profile.sampling.n_samples for r in rows)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert {"python", "torch", "transformers", "peft", "seed", "started"} <= set(manifest)
+    kinds = [e["event"] for e in events]
+    assert kinds.count("round_finished") == 3 and kinds[0] == "run_started"
+    on_disk = [json.loads(line)["event"] for line in (run / "events.jsonl").read_text().splitlines()]
+    assert on_disk == kinds
+
+
+def test_resume_gives_the_same_numbers_as_an_uninterrupted_run(micro_profile, tmp_path):
+    run_rounds(micro_profile, tmp_path / "whole", 2)
+    run_rounds(micro_profile, tmp_path / "split", 1)
+    run_rounds(None, tmp_path / "split", 2, resume=True)
+    whole, split = read_records(tmp_path / "whole"), read_records(tmp_path / "split")
+    for a, b in zip(whole, split):
+        for key in ("U_s", "U_v", "solver_acc", "verifier_acc", "test_acc"):
+            assert a[key] == pytest.approx(b[key], abs=1e-6), (a["round"], key)
+
+
+def test_sample_logprobs_match_a_teacher_forced_pass(micro_profile, tmp_path):
+    """The solver's log-probs come from generation logits; they must be the model's raw ones."""
+    loop, _ = run_rounds(micro_profile, tmp_path / "run", 0)
+    backend = loop.backend
+    prompts = loop.prompts[:3]
+    samples = backend.sample(prompts, 4, seed=7, progress=lambda d, n: None)
+    tok = backend.tok
+    for prompt, row in zip(prompts, samples):
+        for s in row:
+            p_ids = tok.encode(prompt, add_special_tokens=False)
+            r_ids = s.tokens
+            assert len(r_ids) == s.n_tokens and tok.decode(r_ids, skip_special_tokens=True) == s.text
+            ids = torch.tensor([p_ids + r_ids])
+            with torch.no_grad():
+                logp = backend.model(input_ids=ids).logits.log_softmax(-1)[0]
+            expected = sum(logp[len(p_ids) - 1 + i, tok_id].item() for i, tok_id in enumerate(r_ids))
+            assert s.logprob == pytest.approx(expected, abs=1e-3)
+
+
+def test_best_of_n_prefers_low_nll_among_passing_and_falls_back_to_the_best_score():
+    logprob = np.array([[-1.0, -3.0, -0.5], [-1.0, -2.0, -3.0]])
+    length = np.array([[1, 3, 1], [1, 1, 1]])
+    score = np.array([[0.9, 0.8, 0.2], [0.1, 0.4, 0.3]])
+    picks, fallback = best_of_n(logprob, length, score, sigma=0.5)
+    # prompt 0: samples 0 and 1 pass; normalised NLL 1.0 vs 1.0 -> first; sample 2 fails sigma
+    assert picks.tolist() == [0, 1] and fallback.tolist() == [False, True]
+    correct = np.array([[True, False, False], [False, True, False]])
+    m = measure(logprob, length, score, correct, picks, fallback, 0.5)
+    assert m["U_s"] == pytest.approx(np.mean([4.5 / 3, 2.0]))
+    assert m["U_v"] == pytest.approx(np.mean([1.0, 2.0]))
+    assert m["verifier_acc"] == 1.0 and m["solver_acc"] == pytest.approx(2 / 6)
+    assert m["likelihood_pick_acc"] == 0.0 and m["fallbacks"] == 1  # lowest NLL: samples 2 and 0
+
+
+def test_judge_scores():
+    assert tf_score(np.array([0.3]), np.array([0.1]))[0] == pytest.approx(0.75)
+    assert qe_score(np.array([[0.0, 0.0, 1.0]]))[0] == pytest.approx(1.0)
+    assert qe_score(np.array([[0.5, 0.0, 0.5]]))[0] == pytest.approx(0.5)
+    assert roc_auc(np.array([0.9, 0.8, 0.3, 0.3]), np.array([1, 0, 1, 0])) == pytest.approx(0.625)
+    assert roc_auc(np.array([0.1, 0.2]), np.array([1, 1])) is None
+
+
+@pytest.mark.parametrize("n, c, k, expected", [
+    (5, 2, 2, 1 - 3 / 10), (4, 0, 1, 0.0), (4, 4, 4, 1.0), (10, 3, 1, 0.3), (16, 1, 16, 1.0), (16, 1, 8, 0.5),
+])
+def test_pass_at_k_exact_cases(n, c, k, expected):
+    assert pass_at_k(n, c, k) == pytest.approx(expected)
