@@ -1,0 +1,152 @@
+"""`silab run` as a user meets it: bad input, crashes, Ctrl-C and resume, in real subprocesses."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from silab import cli
+
+# a micro run whose rounds last long enough (about a second) to be interrupted mid-round
+SLOW = ["task.n_prompts=48", "sampling.n_samples=16", "verify.batch_size=64"]
+
+
+def silab(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "silab.cli", *args], capture_output=True, text=True,
+                          timeout=300, **kw)
+
+
+def sets(overrides):
+    return [x for o in overrides for x in ("--set", o)]
+
+
+def run_main(argv, capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as done:
+        cli.main(argv)
+    return done.value.code, capsys.readouterr().err
+
+
+@pytest.fixture
+def bad_profile(tmp_path):
+    def write(text):
+        path = tmp_path / "bad.toml"
+        path.write_text(text)
+        return str(path)
+    return write
+
+
+@pytest.mark.parametrize("case", [
+    "missing profile", "malformed", "unknown key", "wrong type", "n_samples < 1", "sigma > 1",
+    "negative rounds", "model path", "existing run folder", "resume non-run",
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, micro, bad_profile, capsys):
+    profile, overrides = micro
+    run_dir = tmp_path / "run"
+    argv = {
+        "missing profile": ["run", "--profile", str(tmp_path / "nope.toml")],
+        "malformed": ["run", "--profile", bad_profile("[task\nname = 1")],
+        "unknown key": ["run", "--profile", bad_profile("[sampling]\ntemperatur = 1.0")],
+        "wrong type": ["run", "--profile", bad_profile("rounds = 'ten'")],
+        "n_samples < 1": ["run", "--profile", profile, "--set", "sampling.n_samples=0"],
+        "sigma > 1": ["run", "--profile", profile, "--set", "verify.sigma=1.2"],
+        "negative rounds": ["run", "--profile", profile, "--rounds", "-1"],
+        "model path": ["run", "--profile", profile, "--set", "model.path=/no/such/model"],
+        "existing run folder": ["run", "--profile", profile, *sets(overrides)],
+        "resume non-run": ["run", "--resume", str(tmp_path)],
+    }[case]
+    if case == "existing run folder":
+        run_dir.mkdir()
+        (run_dir / "notes.txt").write_text("mine")
+    if "--resume" not in argv:
+        argv += ["--run-dir", str(run_dir)]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    code, err = run_main(argv, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("silab run: error:"), err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
+    done = silab("run", "--profile", "tiny", "--set", "verify.sigma=7", "--run-dir", str(tmp_path / "r"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("silab run: error: --set: key 'verify.sigma' must be <= 1.0, got 7.0")
+    assert not (tmp_path / "r").exists()
+
+
+def wait_for_event(events: Path, proc, match, timeout=120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if events.is_file():
+            for line in events.read_text().splitlines():
+                try:
+                    if match(json.loads(line)):
+                        return
+                except json.JSONDecodeError:
+                    pass
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.02)
+    raise AssertionError("event never came")
+
+
+def numbers(run_dir: Path) -> list[tuple]:
+    rows = [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
+    return [(r["round"], round(r["U_s"], 6), round(r["U_v"], 6), r["solver_acc"], r["test_acc"]) for r in rows]
+
+
+def start(args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "silab.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_kill_9_mid_round_then_resume_matches_an_uninterrupted_run(tmp_path, micro):
+    profile, overrides = micro
+    args = ["run", "--profile", profile, "--rounds", "2", *sets(overrides + SLOW)]
+    whole = silab(*args, "--run-dir", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+
+    run_dir = tmp_path / "crashed"
+    proc = start([*args, "--run-dir", str(run_dir)])
+    wait_for_event(run_dir / "events.jsonl", proc,
+                   lambda e: e["event"] == "phase_started" and e["round"] == 2 and e["phase"] == "judge")
+    proc.kill()
+    proc.wait()
+    assert (run_dir / "rounds" / "001").is_dir()
+    assert not (run_dir / "rounds" / "002").exists()
+    assert [n[0] for n in numbers(run_dir)] == [0, 1]
+
+    resumed = silab("run", "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after round 1" in resumed.stderr
+    assert numbers(run_dir) == numbers(tmp_path / "whole")
+
+
+def test_ctrl_c_keeps_completed_rounds_and_the_run_resumes(tmp_path, micro):
+    profile, overrides = micro
+    run_dir = tmp_path / "run"
+    proc = start(["run", "--profile", profile, "--rounds", "2", "--run-dir", str(run_dir),
+                  *sets(overrides + SLOW)])
+    wait_for_event(run_dir / "events.jsonl", proc,
+                   lambda e: e["event"] == "phase_started" and e["round"] == 1 and e["phase"] == "sample")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert f"silab run --resume {run_dir}" in err and "Traceback" not in err
+    assert [n[0] for n in numbers(run_dir)] == [0]
+    resumed = silab("run", "--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr
+    assert [n[0] for n in numbers(run_dir)] == [0, 1, 2]
+
+
+def test_profiles_lists_every_bundled_profile():
+    done = silab("profiles")
+    assert done.returncode == 0
+    names = {line.split()[0] for line in done.stdout.splitlines()}
+    assert {"tiny", "phi3_math"} <= names
+    assert "INVALID" not in done.stdout
