@@ -94,21 +94,23 @@ def cmd_run(argv: list[str]) -> int:
 
     from silab.config import apply_overrides, load_profile
     from silab.engine import session
+    from silab.engine.loop import profile_toml
 
     printer = ConsolePrinter()
     if args.resume:
         if args.profile or args.run_dir:
             raise UsageError("--resume takes its profile and folder from the run; drop --profile/--run-dir")
         loop = session.resume_run(args.resume, printer)
-        if args.overrides:
+        if args.overrides or args.rounds is not None:
             loop.p = apply_overrides(loop.p, args.overrides)
+            if args.rounds is not None:
+                loop.p.rounds = args.rounds
+            loop.run.write_profile(profile_toml(loop.p))
     else:
         profile = load_profile(args.profile, args.overrides)
         if args.rounds is not None:
             profile.rounds = args.rounds
         loop = session.new_run(profile, args.run_dir, printer)
-    if args.rounds is not None:
-        loop.p.rounds = args.rounds
     try:
         first = session.start(loop, resumed=bool(args.resume))
         for t in range(first, loop.p.rounds + 1):
@@ -172,12 +174,15 @@ def cmd_lab(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from silab.tui.app import run_app
     if args.resume:
+        if args.profile or args.run_dir or args.overrides:
+            raise UsageError("--resume takes its profile and folder from the run; drop --profile/--run-dir/--set")
         return run_app(run_dir=Path(args.resume), resume=True)
-    # validate here, in this process, so bad input is one line before the screen opens
+    # validated here, in this process, so bad input is one line before the screen opens
     from silab.config import load_profile
-    load_profile(args.profile, args.overrides)
-    return run_app(run_dir=Path(args.run_dir) if args.run_dir else None, profile=args.profile,
-                   overrides=args.overrides)
+    from silab.runs.store import default_run_dir
+    profile = load_profile(args.profile, args.overrides)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(profile.run_root, profile.name)
+    return run_app(run_dir=run_dir, new_profile=args.profile, overrides=args.overrides)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -45,6 +46,12 @@ class Stopped(Exception):
 
 def round_seed(seed: int, t: int, phase: str) -> int:
     return (seed * 1_000_003 + t * 1009 + PHASES.index(phase)) % (2**31)
+
+
+def fill(template: str, **values: str) -> str:
+    """Fill {prompt} / {response} in one pass: other braces (\\boxed{}) and braces inside the
+    values stay as they are."""
+    return re.sub(r"\{(" + "|".join(values) + r")\}", lambda m: values[m.group(1)], template)
 
 
 def external_counts(shares: np.ndarray, pool: int) -> list[int]:
@@ -81,7 +88,7 @@ class RoundLoop:
         self.p, self.run, self._emit, self.control = profile, run, emit, control or Control()
         self.task = get_task(profile.task.name)
         self.backend: Backend | None = None
-        self.prev: dict | None = None  # the last completed round's prompts, picks and verdicts
+        self.prev: list[dict] | None = None  # the last completed round's samples.jsonl rows
 
     # --- events -------------------------------------------------------------------------------
     def emit(self, kind: str, **fields) -> None:
@@ -116,19 +123,21 @@ class RoundLoop:
         self.splits = split_items(self.task, self.p.task, self.p.seed)
 
     def setup(self) -> None:
-        """Resolve the model (building the organism on first use) and start the backend."""
+        """Resolve the model (building the organism on first use) and start the backend; a backend
+        already in place is kept (the arms of a sweep share one model load)."""
         p = self.p
-        model_path = p.model.path
-        if model_path == "organism":
-            from silab.engine.organism import ensure_organism
+        if self.backend is None:
+            model_path = p.model.path
+            if model_path == "organism":
+                from silab.engine.organism import ensure_organism
 
-            def built(step, total, loss):
-                if step == 1 or step % 20 == 0 or step == total:
-                    self.emit("progress", round=None, phase="build", done=step, total=total)
+                def built(step, total, loss):
+                    if step == 1 or step % 20 == 0 or step == total:
+                        self.emit("progress", round=None, phase="build", done=step, total=total)
 
-            self.emit("log", message=f"model organism ({p.model.organism}): building on first use, then cached")
-            model_path = str(ensure_organism(p.model.organism, p.model.cache_dir, progress=built))
-        self.backend = make_backend(p, model_path)
+                self.emit("log", message=f"model organism ({p.model.organism}): building on first use, then cached")
+                model_path = str(ensure_organism(p.model.organism, p.model.cache_dir, progress=built))
+            self.backend = make_backend(p, model_path)
         if self.splits.skipped:
             self.emit("log", message=f"skipped {self.splits.skipped} dataset rows without a usable answer")
         self.prompts = [self.format(item) for item in self.splits.prompts]
@@ -136,7 +145,7 @@ class RoundLoop:
 
     def format(self, item: Item) -> str:
         from silab.tasks import format_prompt
-        return format_prompt(self.p.task, item, getattr(self.backend, "tok", None))
+        return format_prompt(self.p.task, item, getattr(self.backend, "tok", None), self.splits.shots)
 
     def restore(self, last: int | None) -> None:
         """Put the policy and the previous round's picks back to where round `last` left them."""
@@ -146,8 +155,7 @@ class RoundLoop:
             return
         adapter = self.run.round_dir(last) / "adapter"
         self.backend.load_adapter(adapter if adapter.is_dir() else None)
-        rows = [json.loads(line) for line in (self.run.round_dir(last) / "samples.jsonl").read_text().splitlines()]
-        self.prev = {"rows": rows, "sigma": json.loads((self.run.round_dir(last) / "summary.json").read_text())["sigma"]}
+        self.prev = [json.loads(line) for line in (self.run.round_dir(last) / "samples.jsonl").read_text().splitlines()]
 
     # --- one round ----------------------------------------------------------------------------
     def run_round(self, t: int) -> dict:
@@ -189,7 +197,7 @@ class RoundLoop:
                 in zip(self.splits.prompts, self.prompts, samples, score, correct, picks, fallback)]
         self.run.write_round(t, record, {"samples.jsonl": rows, "test.jsonl": test_rows},
                              self.backend.save_adapter if t > 0 else None)
-        self.prev = {"rows": rows, "sigma": p.verify.sigma}
+        self.prev = rows
         self.emit("round_finished", round=t, record=record)
         return record
 
@@ -197,11 +205,11 @@ class RoundLoop:
         """The model scores its own answers with the profile's judge prompt (tf or qe)."""
         v = self.p.verify
         if v.method == "tf":
-            texts = [v.tf_template.format(prompt=pr, response=s.text) for pr, row in zip(prompts, samples) for s in row]
+            texts = [fill(v.tf_template, prompt=pr, response=s.text) for pr, row in zip(prompts, samples) for s in row]
             probs = self.backend.next_token_probs(texts, [v.true_token, v.false_token], progress)
             score = tf_score(probs[:, 0], probs[:, 1])
         else:
-            texts = [v.qe_template.format(prompt=pr, response=s.text) for pr, row in zip(prompts, samples) for s in row]
+            texts = [fill(v.qe_template, prompt=pr, response=s.text) for pr, row in zip(prompts, samples) for s in row]
             score = qe_score(self.backend.next_token_probs(texts, v.qe_tokens, progress))
         return score.reshape(len(prompts), -1)
 
@@ -209,16 +217,18 @@ class RoundLoop:
         """Round t-1's picks, the external data scheduled for round t, and (optionally) the model's
         own verdicts on round t-1's samples, which keep its judging skill through the rounds."""
         v = self.p.verify
-        pairs = [(row["prompt"], row["responses"][row["pick"]]["text"]) for row in self.prev["rows"]]
+        pairs = [(row["prompt"], row["responses"][row["pick"]]["text"]) for row in self.prev]
         external = self.external_for(t)
         pairs += [(self.format(item), item.solution or item.gold) for item in external]
         if self.p.train.judge_rehearsal and v.method == "tf":
-            for row in self.prev["rows"]:
-                pick = row["responses"][row["pick"]]
-                pairs.append((v.tf_template.format(prompt=row["prompt"], response=pick["text"]), v.true_token))
+            # the judge's own confident verdicts (P(True) vs P(False)), whatever the selection rule
+            for row in self.prev:
+                best = max(row["responses"], key=lambda r: r["score"])
                 worst = min(row["responses"], key=lambda r: r["score"])
-                if worst["score"] < self.prev["sigma"]:
-                    pairs.append((v.tf_template.format(prompt=row["prompt"], response=worst["text"]), v.false_token))
+                if best["score"] >= 0.5:
+                    pairs.append((fill(v.tf_template, prompt=row["prompt"], response=best["text"]), v.true_token))
+                if worst["score"] < 0.5:
+                    pairs.append((fill(v.tf_template, prompt=row["prompt"], response=worst["text"]), v.false_token))
         return pairs, [item.id for item in external]
 
     def plan_shares(self) -> list[float]:
