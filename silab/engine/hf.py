@@ -7,6 +7,7 @@ batch of judge prompts.
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,10 @@ class HFBackend:
     def __init__(self, profile: Profile, model_path: str):
         from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # silab shows its own progress
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
         self.p = profile
         self.device = pick_device(profile.model.device)
