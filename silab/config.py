@@ -43,7 +43,9 @@ class ModelConfig:
     gpu_memory_utilization: float = _f(0.6, lo=0.05, hi=0.99)
     max_model_len: int = _f(4096, lo=64)
     tensor_parallel_size: int = _f(1, lo=1)
-    data_parallel_size: int = _f(1, lo=1)
+    data_parallel_size: int = _f(1, lo=1, doc="vLLM replicas on separate GPUs of one box")
+    pipeline_parallel_size: int = _f(1, lo=1, doc="vLLM pipeline stages (multi-node: e.g. one per node)")
+    distributed_executor_backend: str = _f("", choices=["", "mp", "ray"], doc='vLLM executor: "" = vLLM decides, "ray" = multi-node')
 
 
 @dataclass
@@ -201,6 +203,12 @@ def _check_profile(p: Profile, where: str) -> None:
     """Cross-field rules that a single key's range cannot express."""
     if p.model.path == "organism" and p.task.name != "arith":
         raise UsageError(f"{where}: key 'model.path' = \"organism\" needs task.name = \"arith\"")
+    if p.model.backend == "vllm" and p.model.dtype == "float32":
+        raise UsageError(f"{where}: key 'model.dtype' = float32: the vllm backend serves LoRA in bfloat16 "
+                         f"or float16; set model.dtype = \"bfloat16\"")
+    if p.model.data_parallel_size > 1 and p.model.distributed_executor_backend == "ray":
+        raise UsageError(f"{where}: key 'model.data_parallel_size' > 1 starts local replicas; with Ray "
+                         f"use tensor_parallel_size / pipeline_parallel_size")
     if p.verify.method == "qe" and len(p.verify.qe_tokens) < 2:
         raise UsageError(f"{where}: key 'verify.qe_tokens' needs at least 2 score tokens")
     if isinstance(p.external.schedule, str):

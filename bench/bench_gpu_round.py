@@ -1,0 +1,144 @@
+"""GPU benchmark: a round's wall time on the vllm backend against the sum of its pure generation and
+training time. Target: round <= 1.10 x (generation + training), with no engine rebuild between rounds.
+
+Runs rounds 0..R of a profile with `model.backend = vllm`, then redoes round R's work on the same
+warm engine without silab around it:
+  generation  one bare `LLM.generate` call each for round R's sampling (N per prompt, seeded, raw
+              log-probs), judging (one token + top-k log-probs per sample) and evaluation (test
+              samples + greedy), under round R's LoRA adapter;
+  training    `HFBackend.train` on round R's own training pairs, vLLM asleep, no checks, no saving.
+The round's overhead (sleep/wake, the wake-up check, adapter save and re-serve, Best-of-N,
+metrics, files) is what the ratio measures.
+
+    python bench/bench_gpu_round.py [--profile tiny] [--rounds 2] [--set key=value ...]
+
+A float32 profile (the organism's) runs in bfloat16 here: vLLM's LoRA kernels have no float32.
+
+Exits 0 with a "skipped" message where vllm or CUDA is absent.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="tiny")
+    parser.add_argument("--rounds", type=int, default=2, help="the measured round R (>= 1)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+
+    if importlib.util.find_spec("vllm") is None:
+        print("bench_gpu_round: skipped: vllm is not installed (pip install -e '.[gpu]')")
+        return 0
+    import torch
+    if not torch.cuda.is_available():
+        print("bench_gpu_round: skipped: no CUDA GPU")
+        return 0
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1 (round 0 has no training)")
+
+    from silab.config import load_profile
+    from silab.engine import session
+    from silab.engine.loop import round_seed
+    from silab.engine.vllm_backend import LocalEngine, _sampling_params, prompt_seeds
+
+    base = ["model.backend=vllm", "model.device=cuda"]
+    if load_profile(args.profile, args.overrides).model.dtype == "float32":
+        base.append("model.dtype=bfloat16")  # vLLM serves LoRA adapters in bfloat16 / float16 only
+    profile = load_profile(args.profile, [*base, *args.overrides, f"rounds={args.rounds}"])
+    R = args.rounds
+    with tempfile.TemporaryDirectory(prefix="silab-bench-gpu-") as tmp:
+        loop = session.new_run(profile, str(Path(tmp) / "run"), lambda e: None)
+        backend = None
+        try:
+            first = session.start(loop, resumed=False)
+            backend = loop.backend
+            for t in range(first, R):
+                loop.run_round(t)
+            pairs = loop.training_set(R)[0]          # round R's training set, before it runs
+            record = loop.run_round(R)
+            engine = backend.engine
+            lora = backend.lora.spec() if backend.lora else None
+            s, n = profile.sampling, profile.sampling.n_samples
+
+            # --- pure generation: round R's three kinds of work, one bare call each --------------
+            def generate(prompt_ids, params):
+                if isinstance(engine, LocalEngine):
+                    start = time.perf_counter()
+                    engine.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids],
+                                        [_sampling_params(p) for p in params], use_tqdm=False,
+                                        lora_request=engine._lora(lora))
+                    return time.perf_counter() - start
+                start = time.perf_counter()  # data-parallel replicas: their thin split is included
+                engine.run("sample" if params[0].get("n", 1) > 1 else "greedy", prompt_ids, params, lora, lambda k: None)
+                return time.perf_counter() - start
+
+            stop = sorted(backend.stop_ids)
+            ids = backend._encode(loop.prompts)
+            gen = {"sample": generate(ids, [dict(n=n, temperature=s.temperature, top_p=s.top_p, seed=sd,
+                                                 max_tokens=profile.model.max_new_tokens, logprobs=1,
+                                                 stop_token_ids=stop, detokenize=False)
+                                            for sd in prompt_seeds(round_seed(profile.seed, R, "sample"), len(ids), n)])}
+            rows = [json.loads(line) for line in
+                    (Path(tmp) / "run" / "rounds" / f"{R:03d}" / "samples.jsonl").read_text().splitlines()]
+            template = profile.verify.tf_template if profile.verify.method == "tf" else profile.verify.qe_template
+            judge_ids = backend._encode([template.format(prompt=r["prompt"], response=x["text"])
+                                         for r in rows for x in r["responses"]])
+            gen["judge"] = generate(judge_ids, [dict(n=1, temperature=0.0, max_tokens=1, logprobs=backend.top_k,
+                                                     detokenize=False)] * len(judge_ids))
+            test_ids = backend._encode(loop.test_prompts)
+            k = max(s.test_samples, s.pass_k)
+            gen["evaluate"] = generate(test_ids, [dict(n=k, temperature=s.temperature, top_p=s.top_p, seed=sd,
+                                                       max_tokens=profile.model.max_new_tokens, logprobs=1,
+                                                       stop_token_ids=stop, detokenize=False)
+                                                  for sd in prompt_seeds(round_seed(profile.seed, R, "evaluate"), len(test_ids), k)])
+            gen["evaluate"] += generate(test_ids, [dict(n=1, temperature=0.0, max_tokens=profile.model.max_new_tokens,
+                                                        stop_token_ids=stop, detokenize=False)] * len(test_ids))
+
+            # --- pure training: round R's pairs, vLLM asleep ---------------------------------------
+            engine.sleep()
+            trainer = backend._trainer_on_device()
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            trainer.train(pairs, profile.train.lr, round_seed(profile.seed, R, "train"), lambda d, t: None)
+            torch.cuda.synchronize()
+            pure_train = time.perf_counter() - start
+            trainer.load_adapter(Path(backend.lora.path))   # undo: back to round R's adapter
+            backend._park_trainer()
+            engine.wake_up()
+
+            pure = sum(gen.values()) + pure_train
+            wall = record["seconds"]["total"]
+            figures = {
+                "device": torch.cuda.get_device_name(0), "profile": profile.name, "round": R,
+                "round_wall_s": wall, "round_phases_s": record["seconds"], "train_vllm": record["train"].get("vllm"),
+                "pure_generation_s": {k: round(v, 3) for k, v in gen.items()}, "pure_train_s": round(pure_train, 3),
+                "pure_total_s": round(pure, 3), "ratio": round(wall / pure, 3),
+                "engine_builds": backend.engine_builds,
+            }
+        finally:
+            if backend is not None:
+                backend.close()
+
+    print(f"device: {figures['device']}  profile: {profile.name}  round {R}")
+    print(f"round wall time        : {wall:8.2f} s   phases: {figures['round_phases_s']}")
+    print(f"  sleep / wake / train : {figures['train_vllm']}")
+    print(f"pure generation        : {sum(gen.values()):8.2f} s   {figures['pure_generation_s']}")
+    print(f"pure training          : {pure_train:8.2f} s")
+    print(f"ratio round / pure     : {figures['ratio']:.3f}  (target <= 1.10: {'met' if figures['ratio'] <= 1.10 else 'NOT met'})")
+    print(f"engine builds          : {backend.engine_builds}  (target 1: no reload between rounds)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+    return 0 if figures["ratio"] <= 1.10 and backend.engine_builds == 1 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
