@@ -113,3 +113,20 @@ def test_judge_scores():
 ])
 def test_pass_at_k_exact_cases(n, c, k, expected):
     assert pass_at_k(n, c, k) == pytest.approx(expected)
+
+
+def test_organism_is_deterministic_and_loads_like_a_hub_model(organism_cache, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+
+    from silab.engine.organism import ensure_organism
+
+    first, again = ensure_organism("micro", organism_cache), ensure_organism("micro", tmp_path)
+    assert first.name == again.name  # same spec, same cache key
+    a, b = load_file(first / "model.safetensors"), load_file(again / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    tok = AutoTokenizer.from_pretrained(again)
+    assert isinstance(tok, PreTrainedTokenizerFast)
+    assert tok.decode(tok.encode("47+38=85?True", add_special_tokens=False)) == "47+38=85?True"
+    model = AutoModelForCausalLM.from_pretrained(again)
+    assert model.config.model_type == "llama" and model.num_parameters() < 5_000_000
