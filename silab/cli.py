@@ -11,16 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from silab.errors import UsageError
+from silab.errors import UsageError, UsageParser as Parser
 
 COMMANDS = ("run", "fit", "profiles", "view", "sweep")
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error raises UsageError (one line, exit 2) instead of printing usage."""
-
-    def error(self, message):
-        raise UsageError(message)
 
 
 def add_profile_args(parser: argparse.ArgumentParser) -> None:

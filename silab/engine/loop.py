@@ -13,11 +13,9 @@ Round t's seeds derive from (run seed, t), so a resumed run repeats an uninterru
 from __future__ import annotations
 
 import json
-import math
 import platform
 import re
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass

@@ -17,7 +17,6 @@ Bad input raises UsageError before anything is written.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import shutil
@@ -28,15 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from silab.errors import UsageError
+from silab.errors import UsageError, UsageParser as Parser
+from silab.theory.data import jsonable
 
 NAMES = ("none", "early", "uniform", "late")
 FINAL_KEYS = ("test_acc", "test_greedy_acc", "U_s", "U_v", "G")
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 @dataclass(frozen=True)
@@ -439,19 +434,6 @@ def render(result: dict) -> str:
     lines.append("  verdict: " + th["verdict"])
     lines.append(f"\n{result['seconds']:.0f} s; run folders and sweep.json in {result['out']}")
     return "\n".join(lines)
-
-
-def jsonable(x):
-    """NaN and inf become null, so the object is strict JSON."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 # --- the command -----------------------------------------------------------------------------

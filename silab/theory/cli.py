@@ -15,21 +15,16 @@ import warnings
 
 import numpy as np
 
-from silab.errors import UsageError
-from silab.theory.data import load
+from silab.errors import UsageError, UsageParser
+from silab.theory.data import jsonable, load
 from silab.theory.evaluate import Estimate, PanelReport, report
 from silab.theory.models import MODELS
 
 PROG = "silab fit"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):                  # one line, not usage + error
-        raise UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Fit the solver-verifier dynamics of a run or a CSV of "
+    p = UsageParser(prog=PROG, description="Fit the solver-verifier dynamics of a run or a CSV of "
                 "curves, forecast the limit and compare models (Sun et al., arXiv 2507.00075).")
     p.add_argument("path", help="run folder, rounds.jsonl, or CSV with columns "
                    "[panel,] series (solver|verifier|gap), t, value")
@@ -75,19 +70,6 @@ def main(argv: list[str]) -> int:
 # ---------------------------------------------------------------------------------------------
 # JSON
 
-def _clean(x):
-    """Plain JSON: numpy scalars to floats, NaN and infinities to null, tuples to lists."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    return x
 
 
 def _estimate(e: Estimate | None):
@@ -124,7 +106,7 @@ def to_json(r: PanelReport) -> dict:
         "n_points": r.n_points,
         "notes": r.notes,
     }
-    return _clean(out)
+    return jsonable(out)
 
 
 # ---------------------------------------------------------------------------------------------
