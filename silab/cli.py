@@ -65,8 +65,8 @@ class ConsolePrinter:
                 f"{done}/{total} {rate:,.0f}/s eta {eta:.0f}s")
         if self.tty:
             self.err.write("\r\033[K" + line)
-        elif done == total:
-            self.err.write(line + "\n")
+        elif done == total or (e["phase"] == "build" and done % max(total // 10, 1) == 0):
+            self.err.write(line + "\n")  # logs get the long build in tenths, phases when done
         self.err.flush()
 
 

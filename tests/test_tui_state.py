@@ -200,8 +200,8 @@ def test_client_stop_escalates_when_the_engine_ignores_it():
 
 def test_engine_argv():
     argv = engine_argv(Path("r"), "micro", ["rounds=3"])
-    assert argv[1:] == ["-m", "silab.engine", "r", "--new", "micro", "--set", "rounds=3"]
-    assert engine_argv(Path("r"))[1:] == ["-m", "silab.engine", "r"]
+    assert argv[1:] == ["-m", "silab.engine", "r", "--nice", "5", "--new", "micro", "--set", "rounds=3"]
+    assert engine_argv(Path("r"))[1:] == ["-m", "silab.engine", "r", "--nice", "5"]
 
 
 def test_preset_preview_matches_the_engine_shares():

@@ -112,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--new", metavar="PROFILE", nargs="?", const="tiny",
                         help="start a new run in RUN_DIR from this profile (name or path)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="lower the engine's CPU priority (the lab does, so keys stay quick on a busy CPU)")
     args = parser.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)
 
     # stdout carries events only: keep a private handle, send fd 1 (library chatter) to stderr
     events = os.fdopen(os.dup(1), "w", buffering=1)

@@ -22,7 +22,7 @@ _LINE_LIMIT = 16 * 1024 * 1024
 def engine_argv(run_dir: Path, new_profile: str | None = None,
                 overrides: Sequence[str] = ()) -> list[str]:
     """The command that starts (with new_profile) or resumes (without) the engine on run_dir."""
-    argv = [sys.executable, "-m", "silab.engine", str(run_dir)]
+    argv = [sys.executable, "-m", "silab.engine", str(run_dir), "--nice", "5"]
     if new_profile is not None:
         argv += ["--new", new_profile]
         for text in overrides:
