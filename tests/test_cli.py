@@ -1,6 +1,7 @@
 """`silab run` as a user meets it: bad input, crashes, Ctrl-C and resume, in real subprocesses."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from silab import cli
 
@@ -42,7 +44,7 @@ def bad_profile(tmp_path):
 
 @pytest.mark.parametrize("case", [
     "missing profile", "malformed", "unknown key", "wrong type", "n_samples < 1", "sigma > 1",
-    "negative rounds", "model path", "existing run folder", "resume non-run",
+    "negative rounds", "model path", "existing run folder", "resume non-run", "no vllm", "no cuda",
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, micro, bad_profile, capsys):
     profile, overrides = micro
@@ -58,7 +60,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, micro, 
         "model path": ["run", "--profile", profile, "--set", "model.path=/no/such/model"],
         "existing run folder": ["run", "--profile", profile, *sets(overrides)],
         "resume non-run": ["run", "--resume", str(tmp_path)],
+        "no vllm": ["run", "--profile", profile, *sets(overrides), "--set", "model.backend=vllm",
+                    "--set", "model.dtype=bfloat16"],
+        "no cuda": ["run", "--profile", profile, *sets(overrides), "--set", "model.device=cuda"],
     }[case]
+    if case == "no vllm" and importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    if case == "no cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
     if case == "existing run folder":
         run_dir.mkdir()
         (run_dir / "notes.txt").write_text("mine")

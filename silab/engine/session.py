@@ -5,6 +5,7 @@ the first file is written, so a refused command leaves nothing behind.
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Callable
@@ -16,10 +17,19 @@ from silab.runs.store import RunDir, default_run_dir
 
 
 def check_model_path(profile: Profile) -> None:
-    """A path-like model that does not exist is bad input; anything else may be a hub id."""
+    """A path-like model that does not exist is bad input; anything else may be a hub id. So is a
+    backend or device this machine lacks: refused before the run folder is written."""
     path = profile.model.path
     if path != "organism" and path.startswith(("/", ".", "~")) and not Path(path).expanduser().is_dir():
         raise UsageError(f"model.path: no model folder at {path}")
+    if profile.model.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise UsageError("model.backend = \"vllm\" needs vLLM and a CUDA GPU: pip install -e '.[gpu]' "
+                         "(or --set model.backend=hf)")
+    if profile.model.device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise UsageError(f"model.device = \"{profile.model.device}\" but this machine has no CUDA GPU "
+                             f"(--set model.device=cpu)")
 
 
 def new_run(profile: Profile, run_dir: str | None, emit: Callable[[dict], None],
