@@ -9,7 +9,8 @@ prints is sent to stderr), commands come in on stdin as JSON lines:
     {"cmd": "inject", "schedule": "early" | "uniform" | "late" | [eta_1, ...]}
 
 The loop runs in the main thread (vLLM installs signal handlers there); a reader thread turns
-stdin into commands. A round interrupted by pause starts again from its beginning.
+stdin into commands. A round paused before its last phase starts again from its beginning; a pause
+asked for during the last phase (evaluate) lets the round finish and be saved first.
 """
 from __future__ import annotations
 
@@ -95,6 +96,9 @@ class Engine:
                 self.loop.run_round(self.next_round)
                 self.next_round += 1
                 if mode == "step":
+                    mode = "wait"
+                elif self.control.pause_requested:  # asked during the round's last phase
+                    self.loop.emit("paused", next_round=self.next_round)
                     mode = "wait"
             except Paused:
                 self.loop.restore(self.next_round - 1 if self.next_round > 0 else None)

@@ -110,6 +110,8 @@ class RoundLoop:
         seconds = time.perf_counter() - start
         self.seconds[name] = round(seconds, 3)
         self.emit("phase_finished", round=t, phase=name, seconds=round(seconds, 3), done=total)
+        if name == "evaluate":  # the round's last phase: finish and save it, stop at its end
+            return
         if self.control.stop_requested:
             raise Stopped
         if self.control.pause_requested:
