@@ -15,7 +15,8 @@ import torch
 from silab import cli
 
 # a micro run whose rounds last long enough (about a second) to be interrupted mid-round
-SLOW = ["task.n_prompts=48", "sampling.n_samples=16", "verify.batch_size=64"]
+SLOW = ["task.n_prompts=128", "sampling.n_samples=64", "verify.batch_size=512", "task.n_test=128",
+        "sampling.test_samples=16"]
 
 
 def silab(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -122,7 +123,7 @@ def test_kill_9_mid_round_then_resume_matches_an_uninterrupted_run(tmp_path, mic
     run_dir = tmp_path / "crashed"
     proc = start([*args, "--run-dir", str(run_dir)])
     wait_for_event(run_dir / "events.jsonl", proc,
-                   lambda e: e["event"] == "phase_started" and e["round"] == 2 and e["phase"] == "judge")
+                   lambda e: e["event"] == "phase_started" and e["round"] == 2 and e["phase"] == "sample")
     proc.kill()
     proc.wait()
     assert (run_dir / "rounds" / "001").is_dir()

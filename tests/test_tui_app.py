@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import functools
-import importlib.util
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -72,13 +71,8 @@ class Engine:
 
 
 def _engine(kind: str, request, tmp_path, monkeypatch, overrides=()) -> Engine:
-    if kind == "real":
-        if importlib.util.find_spec("silab.engine.__main__") is None:
-            pytest.skip("the engine subprocess (silab.engine.__main__) is not there yet")
-        try:
-            profile, base = request.getfixturevalue("micro")
-        except pytest.FixtureLookupError:
-            pytest.skip("no `micro` fixture in conftest.py")
+    if kind == "real":  # the real engine subprocess on the micro organism (tests/conftest.py)
+        profile, base = request.getfixturevalue("micro")
         return Engine("real", profile, [*base, f"rounds={TARGET}", *overrides])
     monkeypatch.setenv("FAKE_TICK", "0.02")
     monkeypatch.delenv("FAKE_CRASH_ROUND", raising=False)

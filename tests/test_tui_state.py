@@ -129,7 +129,6 @@ def synthetic_records(n: int) -> list[dict]:
 
 
 def test_fit_of_a_decaying_run_fills_the_table():
-    pytest.importorskip("scipy")
     fit = fit_records(synthetic_records(8))
     assert fit.ok, fit.note
     assert fit.param("λ") == pytest.approx(0.45, abs=0.05)
@@ -205,7 +204,6 @@ def test_engine_argv():
 
 
 def test_preset_preview_matches_the_engine_shares():
-    pytest.importorskip("scipy")
     from silab.tui.widgets.dialogs import preset_preview
 
     assert preset_preview("uniform", 4) == "uniform → r1 .25  r2 .25  r3 .25  r4 .25  Σ1.00"
