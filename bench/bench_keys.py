@@ -5,7 +5,7 @@ The lab runs for real, in a pseudo-terminal of 80x24, driving an engine that is 
 organism). Each trial presses `s` and times the bytes until the settings dialog's title is on
 the terminal, then closes it with Esc. Run:
 
-    python bench/bench_keys.py [--engine fake|real] [--presses 30]
+    python bench/bench_keys.py [--engine fake|real|tiny] [--presses 30]
     pytest -m benchmark bench/bench_keys.py
 """
 from __future__ import annotations
@@ -112,7 +112,9 @@ def measure(engine: str = "fake", presses: int = 30, tick: float = 0.002,
     tmp = Path(tempfile.mkdtemp(prefix="silab-bench-"))
     run = tmp / "run"
     env = {"FAKE_TICK": str(tick), "FAKE_TICKS": "200"}
-    if engine == "real":
+    if engine == "tiny":  # the default profile as a user runs it (organism from the user cache)
+        profile, overrides = "tiny", ["rounds=1000"]
+    elif engine == "real":
         from silab.engine.organism import ensure_organism  # the bench process may import torch
 
         cache = tmp / "organisms"
@@ -124,7 +126,7 @@ def measure(engine: str = "fake", presses: int = 30, tick: float = 0.002,
         profile = tmp / "fake.toml"
         profile.write_text('name = "bench"\nrounds = 1000\n[task]\nn_external = 32\n')
         profile, overrides = str(profile), []
-    code = LAUNCH.format(tests=str(TESTS), run=str(run), real=engine == "real", profile=profile,
+    code = LAUNCH.format(tests=str(TESTS), run=str(run), real=engine != "fake", profile=profile,
                          overrides=overrides)
     term = Terminal([sys.executable, "-c", code], env=env)
     latencies = []
@@ -176,7 +178,9 @@ def test_key_latency_under_100ms():
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine", choices=["fake", "real"], default="fake")
+    parser.add_argument("--engine", choices=["fake", "real", "tiny"], default="fake",
+                        help="fake: stand-in flooding events; real: micro organism, short rounds; "
+                             "tiny: the default profile")
     parser.add_argument("--presses", type=int, default=30)
     parser.add_argument("--key", choices=["dialog", "pause"], default="dialog",
                         help="dialog: s opens the settings dialog; pause: p marks the round")
