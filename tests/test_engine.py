@@ -130,3 +130,21 @@ def test_organism_is_deterministic_and_loads_like_a_hub_model(organism_cache, tm
     assert tok.decode(tok.encode("47+38=85?True", add_special_tokens=False)) == "47+38=85?True"
     model = AutoModelForCausalLM.from_pretrained(again)
     assert model.config.model_type == "llama" and model.num_parameters() < 5_000_000
+
+
+@pytest.mark.parametrize("method", ["tf", "qe"])
+def test_training_set_rehearses_the_judges_own_verdicts(micro, tmp_path, method):
+    path, overrides = micro
+    profile = load_profile(path, overrides + [f"verify.method={method}"])
+    loop, _ = run_rounds(profile, tmp_path / "run", 0)
+    v = profile.verify
+    yes, no = (v.true_token, v.false_token) if method == "tf" else (v.qe_tokens[-1], v.qe_tokens[0])
+    pairs, external = loop.training_set(1)
+    picks = [(row["prompt"], row["responses"][row["pick"]]["text"]) for row in loop.prev]
+    assert pairs[:len(picks)] == picks and external == []
+    verdicts = pairs[len(picks):]
+    scores = [r["score"] for row in loop.prev for r in row["responses"]]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    expected = sum(max(r["score"] for r in row["responses"]) >= 0.5 for row in loop.prev) + \
+        sum(min(r["score"] for r in row["responses"]) < 0.5 for row in loop.prev)
+    assert len(verdicts) == expected and {answer for _, answer in verdicts} <= {yes, no}

@@ -220,15 +220,18 @@ class RoundLoop:
         pairs = [(row["prompt"], row["responses"][row["pick"]]["text"]) for row in self.prev]
         external = self.external_for(t)
         pairs += [(self.format(item), item.solution or item.gold) for item in external]
-        if self.p.train.judge_rehearsal and v.method == "tf":
-            # the judge's own confident verdicts (P(True) vs P(False)), whatever the selection rule
+        if self.p.train.judge_rehearsal:
+            # the judge's own confident verdicts (score above or below 0.5), whatever the selection
+            # rule: True / False for tf, the top / bottom score token for qe
+            template, yes, no = ((v.tf_template, v.true_token, v.false_token) if v.method == "tf"
+                                 else (v.qe_template, v.qe_tokens[-1], v.qe_tokens[0]))
             for row in self.prev:
                 best = max(row["responses"], key=lambda r: r["score"])
                 worst = min(row["responses"], key=lambda r: r["score"])
                 if best["score"] >= 0.5:
-                    pairs.append((fill(v.tf_template, prompt=row["prompt"], response=best["text"]), v.true_token))
+                    pairs.append((fill(template, prompt=row["prompt"], response=best["text"]), yes))
                 if worst["score"] < 0.5:
-                    pairs.append((fill(v.tf_template, prompt=row["prompt"], response=worst["text"]), v.false_token))
+                    pairs.append((fill(template, prompt=row["prompt"], response=worst["text"]), no))
         return pairs, [item.id for item in external]
 
     def plan_shares(self) -> list[float]:
