@@ -1,7 +1,8 @@
 """The self-improvement loop of Sun et al. (arXiv 2507.00075), one round at a time.
 
     for t in rounds:
-        if t > 0: train pi_t from pi_{t-1} on round t-1's Best-of-N picks (+ external data)
+        if t > 0: train pi_t from pi_{t-1} on round t-1's Best-of-N picks
+                  (+ the external data scheduled for t, + the judge's own verdicts if rehearsing)
         samples = solver(prompts, N)                    # pi_t samples N answers per prompt
         scores  = verifier(prompts, samples)            # pi_t judges its own answers
         picks   = best_of_n(samples, scores, sigma)     # lowest NLL among those judged >= sigma
@@ -12,6 +13,7 @@ Round t's seeds derive from (run seed, t), so a resumed run repeats an uninterru
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import platform
 import re
@@ -68,7 +70,7 @@ def manifest(profile: Profile, argv: list[str]) -> dict:
                                 cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
-    return {"silab": "0.1.0", "python": platform.python_version(), "torch": torch.__version__,
+    return {"silab": importlib.metadata.version("silab"), "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "peft": peft.__version__,
             "seed": profile.seed, "git_commit": commit, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "argv": argv, "host": platform.node()}
