@@ -159,3 +159,16 @@ def test_profiles_lists_every_bundled_profile():
     names = {line.split()[0] for line in done.stdout.splitlines()}
     assert {"tiny", "phi3_math"} <= names
     assert "INVALID" not in done.stdout
+
+
+def test_fit_reads_a_real_run_folder(capsys):
+    """`silab fit` on a recorded 10-round run of the default profile (tests/data/recorded_tiny)."""
+    run = Path(__file__).parent / "data" / "recorded_tiny"
+    with pytest.raises(SystemExit) as done:
+        cli.main(["fit", str(run), "--model", "all", "--holdout", "2", "--json"])
+    assert done.value.code == 0
+    result = json.loads(capsys.readouterr().out)
+    coupled = result["run"]["models"]["coupled"]
+    assert coupled["converged"] and 0 < coupled["params"]["lambda"] < 2
+    assert coupled["r2"]["solver"] > 0.9 and coupled["heldout_mse"] is not None
+    assert set(result["run"]["models"]) == {"coupled", "exp", "power", "exp2"}
