@@ -33,8 +33,7 @@ ARMS = {
 def run(profile, run_dir: Path) -> tuple[list[dict], float]:
     start = time.perf_counter()
     loop = session.new_run(profile, str(run_dir), lambda e: None)
-    first = session.start(loop, resumed=False)
-    records = [loop.run_round(t) for t in range(first, profile.rounds + 1)]
+    records = session.run_rounds(loop, resumed=False)
     return records, time.perf_counter() - start
 
 

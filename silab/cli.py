@@ -105,10 +105,7 @@ def cmd_run(argv: list[str]) -> int:
             profile.rounds = args.rounds
         loop = session.new_run(profile, args.run_dir, printer)
     try:
-        first = session.start(loop, resumed=bool(args.resume))
-        for t in range(first, loop.p.rounds + 1):
-            loop.run_round(t)
-        loop.emit("run_finished", rounds_completed=len(loop.run.completed()))
+        session.run_rounds(loop, resumed=bool(args.resume))
     except KeyboardInterrupt:
         print(f"\ninterrupted: completed rounds are in {loop.run.path}; "
               f"continue with: silab run --resume {loop.run.path}", file=sys.stderr)
@@ -116,8 +113,6 @@ def cmd_run(argv: list[str]) -> int:
     except UsageError:
         raise
     except Exception as exc:  # a failure mid-run: keep what is done, say where it is
-        import traceback
-        loop.emit("error", message=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         print(f"silab run: failed: {type(exc).__name__}: {exc} (completed rounds are in {loop.run.path}; "
               f"traceback in events.jsonl)", file=sys.stderr)
         return 1

@@ -11,7 +11,8 @@ import pytest
 
 from silab.tui.client import EngineClient, engine_argv
 from silab.tui.fitting import FitSummary, fit_records, summarize
-from silab.tui.state import (RunState, describe_schedule, fmt_duration, fmt_num, read_records)
+from silab.runs import read_records
+from silab.tui.state import RunState, describe_schedule, fmt_duration, fmt_num
 from silab.tui.widgets.dialogs import build_plan, check_settings, parse_rounds
 from silab.tui.widgets.panels import text_bar
 from test_tui_fakeengine import synthetic_record

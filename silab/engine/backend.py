@@ -20,8 +20,11 @@ Progress = Callable[[int, int], None]  # (done, total)
 class Sample:
     text: str           # the response, decoded without special tokens
     tokens: list[int]   # the generated token ids, end-of-sequence included
-    n_tokens: int       # len(tokens)
-    logprob: float   # sum of log pi(token) under the raw (temperature-1) distribution
+    logprob: float      # sum of log pi(token) under the raw (temperature-1) distribution
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
 
 
 class Backend(Protocol):

@@ -83,7 +83,7 @@ class HFBackend:
         logprobs = (token_lp * alive).sum(1)
         texts = self.tok.batch_decode(torch.where(alive & ~is_eos, new, self.tok.pad_token_id),
                                       skip_special_tokens=True)
-        flat = [Sample(text, row[:n], n, lp) for text, row, n, lp
+        flat = [Sample(text, row[:n], lp) for text, row, n, lp
                 in zip(texts, new.tolist(), lengths.tolist(), logprobs.tolist())]
         return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
 

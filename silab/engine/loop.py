@@ -112,8 +112,10 @@ class RoundLoop:
         seconds = time.perf_counter() - start
         self.seconds[name] = round(seconds, 3)
         self.emit("phase_finished", round=t, phase=name, seconds=round(seconds, 3), done=total)
-        if name == "evaluate":  # the round's last phase: finish and save it, stop at its end
-            return
+
+    def between_phases(self) -> None:
+        """Where a pause or stop takes effect. Not after evaluate: the round's last phase ends with
+        its save, so a request made then waits for the round's end (the driver's check)."""
         if self.control.stop_requested:
             raise Stopped
         if self.control.pause_requested:
@@ -169,12 +171,15 @@ class RoundLoop:
             pairs, external_ids = self.training_set(t)
             with self.phase(t, "train", len(pairs)) as progress:
                 train_stats = self.backend.train(pairs, p.train.lr, round_seed(p.seed, t, "train"), progress)
+            self.between_phases()
 
         n = p.sampling.n_samples
         with self.phase(t, "sample", len(self.prompts)) as progress:
             samples = self.backend.sample(self.prompts, n, round_seed(p.seed, t, "sample"), progress)
+        self.between_phases()
         with self.phase(t, "judge", len(self.prompts) * n) as progress:
             score = self.judge(self.prompts, samples, progress)
+        self.between_phases()
 
         logprob = np.array([[s.logprob for s in row] for row in samples])
         length = np.array([[s.n_tokens for s in row] for row in samples])
@@ -203,16 +208,17 @@ class RoundLoop:
         self.emit("round_finished", round=t, record=record)
         return record
 
+    def judge_format(self) -> tuple[str, list[str]]:
+        """The judge prompt and the answer tokens it is read from: True/False (tf) or 1..K (qe)."""
+        v = self.p.verify
+        return (v.tf_template, [v.true_token, v.false_token]) if v.method == "tf" else (v.qe_template, v.qe_tokens)
+
     def judge(self, prompts: list[str], samples: list[list[Sample]], progress) -> np.ndarray:
         """The model scores its own answers with the profile's judge prompt (tf or qe)."""
-        v = self.p.verify
-        if v.method == "tf":
-            texts = [fill(v.tf_template, prompt=pr, response=s.text) for pr, row in zip(prompts, samples) for s in row]
-            probs = self.backend.next_token_probs(texts, [v.true_token, v.false_token], progress)
-            score = tf_score(probs[:, 0], probs[:, 1])
-        else:
-            texts = [fill(v.qe_template, prompt=pr, response=s.text) for pr, row in zip(prompts, samples) for s in row]
-            score = qe_score(self.backend.next_token_probs(texts, v.qe_tokens, progress))
+        template, tokens = self.judge_format()
+        texts = [fill(template, prompt=pr, response=s.text) for pr, row in zip(prompts, samples) for s in row]
+        probs = self.backend.next_token_probs(texts, tokens, progress)
+        score = tf_score(probs[:, 0], probs[:, 1]) if self.p.verify.method == "tf" else qe_score(probs)
         return score.reshape(len(prompts), -1)
 
     def training_set(self, t: int) -> tuple[list[tuple[str, str]], list[str]]:
@@ -225,8 +231,8 @@ class RoundLoop:
         if self.p.train.judge_rehearsal:
             # the judge's own confident verdicts (score above or below 0.5), whatever the selection
             # rule: True / False for tf, the top / bottom score token for qe
-            template, yes, no = ((v.tf_template, v.true_token, v.false_token) if v.method == "tf"
-                                 else (v.qe_template, v.qe_tokens[-1], v.qe_tokens[0]))
+            template, tokens = self.judge_format()
+            yes, no = (tokens[0], tokens[1]) if v.method == "tf" else (tokens[-1], tokens[0])
             for row in self.prev:
                 best = max(row["responses"], key=lambda r: r["score"])
                 worst = min(row["responses"], key=lambda r: r["score"])

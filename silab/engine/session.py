@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
@@ -16,7 +17,7 @@ from silab.errors import UsageError
 from silab.runs.store import RunDir, default_run_dir
 
 
-def check_model_path(profile: Profile) -> None:
+def check_runtime(profile: Profile) -> None:
     """A path-like model that does not exist is bad input; anything else may be a hub id. So is a
     backend or device this machine lacks: refused before the run folder is written."""
     path = profile.model.path
@@ -34,7 +35,7 @@ def check_model_path(profile: Profile) -> None:
 
 def new_run(profile: Profile, run_dir: str | None, emit: Callable[[dict], None],
             control: Control | None = None) -> RoundLoop:
-    check_model_path(profile)
+    check_runtime(profile)
     path = Path(run_dir) if run_dir else default_run_dir(profile.run_root, profile.name)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise UsageError(f"{path}: run folder exists and is not empty (use --resume {path} to continue it)")
@@ -56,7 +57,7 @@ def load_run_profile(path: Path) -> Profile:
 def resume_run(run_dir: str | Path, emit: Callable[[dict], None], control: Control | None = None) -> RoundLoop:
     run = RunDir.open(Path(run_dir))
     profile = load_run_profile(run.path)
-    check_model_path(profile)
+    check_runtime(profile)
     loop = RoundLoop(profile, run, emit, control)
     loop.prepare_data()
     run.discard_partial()
@@ -71,3 +72,18 @@ def start(loop: RoundLoop, resumed: bool) -> int:
     loop.setup()
     loop.restore(done[-1] if done else None)
     return done[-1] + 1 if done else 0
+
+
+def run_rounds(loop: RoundLoop, resumed: bool) -> list[dict]:
+    """Start (or resume) and run rounds up to the profile's last. A failure is recorded as an
+    `error` event with its traceback, then raised; completed rounds stay on disk."""
+    try:
+        first = start(loop, resumed)
+        records = [loop.run_round(t) for t in range(first, loop.p.rounds + 1)]
+    except UsageError:
+        raise
+    except Exception as exc:
+        loop.emit("error", message=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        raise
+    loop.emit("run_finished", rounds_completed=len(loop.run.completed()))
+    return records

@@ -142,21 +142,11 @@ def run_arms(arms: list[Arm], profiles: dict, out: Path, say) -> dict[str, list[
             source, upto = shared_prefix(counts, done)
             if source is not None:
                 share_rounds(source, loop.run, upto)
+                which = "round 0" if upto == 0 else f"rounds 0..{upto}"
+                loop.emit("log", message=f"{which} copied from {source.name}: same seed, same model, "
+                                         "same external data so far")
             loop.backend = backend
-            try:
-                t0 = session.start(loop, resumed=False)
-                if source is not None:
-                    which = "round 0" if upto == 0 else f"rounds 0..{upto}"
-                    loop.emit("log", message=f"{which} copied from {source.name}: same seed, same model, "
-                                             "same external data so far")
-                for t in range(t0, profile.rounds + 1):
-                    loop.run_round(t)
-                loop.emit("run_finished", rounds_completed=len(loop.run.completed()))
-            except Exception as exc:
-                if not isinstance(exc, UsageError):
-                    import traceback
-                    loop.emit("error", message=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-                raise
+            session.run_rounds(loop, resumed=False)
             backend = loop.backend
             done.append((loop.run.path, counts))
             runs[arm.label].append(path)

@@ -204,7 +204,7 @@ def to_samples(rows: Sequence[Sequence[tuple[list[int], float]]], tokenizer, sto
     texts = tokenizer.batch_decode([strip_stop(t, stop_ids) for t, _ in flat], skip_special_tokens=True) if flat else []
     samples, k = [], 0
     for row in rows:
-        samples.append([Sample(texts[k + j], list(t), len(t), lp) for j, (t, lp) in enumerate(row)])
+        samples.append([Sample(texts[k + j], list(t), lp) for j, (t, lp) in enumerate(row)])
         k += len(row)
     return samples
 

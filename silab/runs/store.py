@@ -48,12 +48,19 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def is_run(path: Path) -> bool:
+    path = Path(path)
     return (path / "profile.toml").is_file() and (path / "manifest.json").is_file()
 
 
 def read_records(run_dir: Path) -> list[dict]:
-    """The completed rounds of a run, in order (what the theory and the UI read)."""
-    return read_jsonl(Path(run_dir) / "rounds.jsonl")
+    """The completed rounds of a run, in order (what the theory and the UI read): rounds.jsonl, or
+    the round folders' summaries when that index lags behind them (a crash between a round's
+    rename and the index rewrite; the next resume re-derives it)."""
+    run = RunDir(run_dir)
+    index = read_jsonl(run.path / "rounds.jsonl")
+    if run.rounds_dir.is_dir() and len(index) != len(run.completed()):
+        return run.records()
+    return index
 
 
 class RunDir:

@@ -19,10 +19,11 @@ from textual.containers import Horizontal
 from textual.widgets import Footer
 
 from silab.errors import UsageError
+from silab.runs import is_run, read_records
 from silab.tui.client import EngineClient, engine_argv
 from silab.tui.fitting import FitSummary, fit_records
 from silab.tui.messages import EngineEvent, EngineExited, EngineOutput, FitReady
-from silab.tui.state import LogLine, RunState, is_run_dir, read_profile, read_records
+from silab.tui.state import LogLine, RunState, read_profile
 from silab.tui.widgets import (AccuracyChart, EventLog, HistoryTable, InjectDialog, NllChart,
                                ParamTable, QuitDialog, RoundPanel, SettingsDialog, StatusLine)
 
@@ -76,7 +77,7 @@ class SilabApp(App[int]):
 
     # ------------------------------------------------------------------ state from disk
     def _load_state(self) -> RunState:
-        if is_run_dir(self.run_dir):
+        if is_run(self.run_dir):
             state, self._history = RunState.from_run_dir(self.run_dir)
             self.profile_data = read_profile(self.run_dir) or self.profile_data
         else:
@@ -163,7 +164,7 @@ class SilabApp(App[int]):
     def engine_argv(self, first: bool) -> list[str]:
         if self._engine_command is not None:
             return list(self._engine_command(first))
-        fresh = self.new_profile is not None and (first or not is_run_dir(self.run_dir))
+        fresh = self.new_profile is not None and (first or not is_run(self.run_dir))
         return engine_argv(self.run_dir, self.new_profile if fresh else None,
                            self.overrides if fresh else ())
 
@@ -227,7 +228,7 @@ class SilabApp(App[int]):
         self.state.engine = "exited" if clean else "died"
         self.state.round, self.state.progress, self.state.phases_done = None, None, {}
         # The folder, not the event stream, says what completed.
-        if is_run_dir(self.run_dir):
+        if is_run(self.run_dir):
             for rec in read_records(self.run_dir):
                 self.state.add_record(rec)
             if self.state.records:
@@ -377,7 +378,7 @@ def run_app(*, run_dir: Path | None = None, new_profile: str | None = None,
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise UsageError(f"{run_dir}: no such run folder")
-        if not is_run_dir(run_dir):
+        if not is_run(run_dir):
             raise UsageError(f"{run_dir}: not a silab run folder (no profile.toml and manifest.json)")
         app = SilabApp(run_dir, view_only=view_only)
     else:

@@ -35,22 +35,6 @@ ENGINE_WORDS = {
 # ---------------------------------------------------------------------------------------------
 # reading a run folder
 
-def read_records(run_dir: Path) -> list[dict[str, Any]]:
-    """Completed rounds, by round (rounds.jsonl via silab.runs; summary.json files as fallback)."""
-    records = [r for r in runs.read_records(run_dir) if isinstance(r, dict)]
-    if not records:
-        for summary in sorted((run_dir / "rounds").glob("[0-9][0-9][0-9]/summary.json")):
-            try:
-                obj = json.loads(summary.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if isinstance(obj, dict):
-                obj.setdefault("round", int(summary.parent.name))
-                records.append(obj)
-    by_round = {int(r["round"]): r for r in records if isinstance(r.get("round"), int)}
-    return [by_round[k] for k in sorted(by_round)]
-
-
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
     return [e for e in runs.read_jsonl(run_dir / "events.jsonl") if isinstance(e, dict)]
 
@@ -60,10 +44,6 @@ def read_profile(run_dir: Path) -> dict[str, Any]:
         return tomllib.loads((run_dir / "profile.toml").read_text())
     except (OSError, tomllib.TOMLDecodeError):
         return {}
-
-
-def is_run_dir(run_dir: Path) -> bool:
-    return runs.is_run(Path(run_dir))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +144,7 @@ class RunState:
         for ev in events:
             state.apply(ev)
         # rounds.jsonl is the authority on what completed (events can be cut short by a crash)
-        for rec in read_records(run_dir):
+        for rec in runs.read_records(run_dir):
             state.add_record(rec)
         state.round, state.progress, state.phases_done = None, None, {}
         if state.records:
