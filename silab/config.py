@@ -244,7 +244,7 @@ def resolve_profile_path(name_or_path: str | None) -> Path:
     if name_or_path is None:
         name_or_path = "tiny"
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists() or os.sep in name_or_path:
+    if path.suffix == ".toml" or path.is_file() or os.sep in name_or_path:
         if not path.is_file():
             raise UsageError(f"{name_or_path}: profile file not found")
         return path

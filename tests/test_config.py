@@ -74,3 +74,9 @@ def test_dump_toml_round_trips_every_bundled_profile():
         p = load_profile(str(path))
         again = tomllib.loads(dump_toml(p.to_dict()))
         assert again == p.to_dict(), path.name
+
+
+def test_a_profile_name_is_not_mistaken_for_a_folder_of_that_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny").mkdir()  # e.g. a run folder called tiny
+    assert load_profile("tiny").name == "tiny"
