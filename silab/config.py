@@ -11,6 +11,7 @@ import os
 import sys
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Union
 
@@ -236,8 +237,9 @@ def _check_profile(p: Profile, where: str) -> None:
 # loading
 
 def profiles_dir() -> Path:
-    """The bundled profiles (the repository's profiles/ folder); SILAB_PROFILES overrides."""
-    return Path(os.environ.get("SILAB_PROFILES", Path(__file__).resolve().parent.parent / "profiles"))
+    """The bundled profiles (package data, so a wheel has them too); SILAB_PROFILES overrides."""
+    override = os.environ.get("SILAB_PROFILES")
+    return Path(override) if override else Path(str(resources.files("silab") / "profiles"))
 
 
 def resolve_profile_path(name_or_path: str | None) -> Path:

@@ -1,9 +1,8 @@
 """Prompt formatting (plain, few-shot, chat template) and the paper profiles."""
-from pathlib import Path
 
 import pytest
 
-from silab.config import TaskConfig, load_profile
+from silab.config import TaskConfig, load_profile, profiles_dir
 from silab.tasks import Item, format_prompt, get_task
 
 ITEM = Item(id="q", question="What is {x} in \\boxed{}?", gold="4")
@@ -68,7 +67,7 @@ def test_chat_false_or_no_template_gives_plain_text():
 # ---------------------------------------------------------------------------------------------
 # profiles
 
-PROFILES = Path(__file__).resolve().parent.parent / "profiles"
+PROFILES = profiles_dir()
 PAPER = sorted(p for p in PROFILES.glob("*.toml") if not p.stem.startswith("tiny"))
 
 
