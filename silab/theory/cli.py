@@ -91,7 +91,7 @@ def to_json(r: PanelReport) -> dict:
                       if lin else {"slope": None, "intercept": None, "r2": None, "n": 0}),
         "shared_rate": (None if r.shared_rate is None else
                         {k: getattr(r.shared_rate, k) for k in
-                         ("lambda_shared", "lambda_solver", "lambda_verifier", "F", "p")}),
+                         ("lambda_shared", "lambda_solver", "lambda_verifier", "F", "p", "dof")}),
         "rolling": (None if r.rolling is None else
                     {"horizon": r.rolling.horizon, "origins": r.rolling.origins,
                      "mse": r.rolling.mse, "n_forecasts": r.rolling.n_forecasts,
@@ -158,8 +158,8 @@ def format_report(name: str, r: PanelReport, holdout: int) -> str:
     sh = r.shared_rate
     if sh:
         lines.append(f"shared rate coupled lambda {sh.lambda_shared:.4g} vs exp's solver "
-                     f"{sh.lambda_solver:.4g}, verifier {sh.lambda_verifier:.4g}:  F = {sh.F:.3g}, "
-                     f"p = {sh.p:.2g}" + ("  (the data want separate rates)" if sh.p < 0.05 else ""))
+                     f"{sh.lambda_solver:.4g}, verifier {sh.lambda_verifier:.4g}:  F = {sh.F:.3g} "
+                     f"(weighted; 1, {sh.dof:.3g} dof), p = {sh.p:.2g}" + ("  (the data want separate rates)" if sh.p < 0.05 else ""))
     lim = r.limit
     lines.append(f"limit       U_s_inf {_interval(lim.U_s_inf)};  95 % of the way by "
                  f"t = {_interval(lim.saturation_t)}")
