@@ -20,6 +20,7 @@ import re
 from fractions import Fraction
 
 from silab.config import TaskConfig
+from silab.tasks import sympy_check
 from silab.tasks.base import Item
 from silab.tasks.loading import field_text, load_items
 
@@ -49,22 +50,51 @@ def _group(text: str, i: int) -> int | None:
     return None
 
 
+def _boxes(text: str) -> list[tuple[int, int, str | None]]:
+    """(start, end, content) of every \\boxed{...} / \\fbox{...} / `\\boxed 5`; content None if unclosed."""
+    out = []
+    for m in re.finditer(r"\\(?:boxed|fbox)(?![a-zA-Z])\s*", text):
+        i = m.end()
+        if i < len(text) and text[i] == "{":
+            end = _group(text, i)
+            out.append((m.start(), end, text[i + 1:end - 1]) if end else (m.start(), len(text), None))
+        else:
+            word = re.match(r"[^\s$]*", text[i:]).group(0)
+            out.append((m.start(), i + len(word), word or None))
+    return out
+
+
 def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...} (or \\fbox, or `\\boxed 5`); None if absent or unclosed."""
-    matches = list(re.finditer(r"\\(?:boxed|fbox)(?![a-zA-Z])\s*", text))
-    if not matches:
-        return None
-    i = matches[-1].end()
-    if i < len(text) and text[i] == "{":
-        end = _group(text, i)
-        content = text[i + 1:end - 1] if end else None
-    else:
-        m = re.match(r"[^\s$]+", text[i:])
-        content = m.group(0) if m else None
+    boxes = _boxes(text)
+    content = boxes[-1][2] if boxes else None
     return content.strip() or None if content is not None else None
 
 
+# what may stand between two boxes that hold one answer: "$x=\boxed{3}$ or $x=\boxed{5}$"
+_BETWEEN_BOXES = re.compile(r"[\s$,;]*(?:\\text\{\s*(?:and|or)\s*\}|and|or)?[\s$,]*"
+                            r"(?:(?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?\s*=)?[\s$]*")
+
+
+def final_boxed(text: str) -> str | None:
+    """The last box, joined (", ") with the boxes before it that only a comma, "and"/"or" or `x =` separate."""
+    boxes = _boxes(text)
+    if not boxes or boxes[-1][2] is None:
+        return None
+    parts = [boxes[-1]]
+    for box in reversed(boxes[:-1]):
+        between = text[box[1]:parts[0][0]] if box[1] <= parts[0][0] else ""
+        if box[2] is None or not _BETWEEN_BOXES.fullmatch(between) or not re.search(r"and|or|[,;=]", between):
+            break
+        parts.insert(0, box)
+    contents = list(dict.fromkeys(c.strip() for _, _, c in parts if c.strip()))  # a repeated box is one answer
+    return ", ".join(contents) or None
+
+
 _MARKER = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*", re.IGNORECASE)
+# where an unboxed answer stops: "the answer is 7, since 3 + 4 = 7" -> "7"
+_CLAUSE_END = re.compile(r"\n|\.\s|\.$|;\s|,?\s+(?:since|because|as|so|which|where|given|thus|hence|"
+                         r"therefore|for|when|if)\b", re.IGNORECASE)
 
 
 def answer_after_marker(text: str) -> str | None:
@@ -72,13 +102,13 @@ def answer_after_marker(text: str) -> str | None:
     matches = list(_MARKER.finditer(text))
     if not matches:
         return None
-    rest = text[matches[-1].end():]
+    rest = text[matches[-1].end():].lstrip("* ")
     if rest.startswith("$"):
         m = re.match(r"\$+([^$]+)\$+", rest)
         ans = m.group(1) if m else rest.strip("$")
     else:
-        ans = re.split(r"\n|\.\s|\.$", rest, maxsplit=1)[0]
-    ans = ans.strip().rstrip(".").strip()
+        ans = _CLAUSE_END.split(rest, maxsplit=1)[0]
+    ans = ans.strip().strip("*").rstrip(".").strip()
     return ans or None
 
 
@@ -232,9 +262,91 @@ def _same(a: str, b: str) -> bool:
     return False
 
 
+_LEAD_VAR = re.compile(r"^\s*((?:[a-zA-Z]|\\[a-zA-Z]+)(?:_\{?\w+\}?)?)\s*=")
+_UNIT_ALIAS = {"feet": "foot", "ft": "foot", "in": "inch", "inche": "inch", "cm": "centimeter", "mm": "millimeter",
+               "km": "kilometer", "centimetre": "centimeter", "metre": "meter", "kilometre": "kilometer",
+               "hr": "hour", "min": "minute", "sec": "second", "lb": "pound", "oz": "ounce", "yd": "yard",
+               "mi": "mile", "kg": "kilogram", "degree": "degree", "cent": "cent", "dollar": "dollar"}
+_NOT_UNITS = {"and", "or", "the", "square", "sq", "cubic", "unit", "only", "of", "per", "total"}
+
+
+def _lead_var(answer: str) -> str | None:
+    """"x = 3" -> "x" (one "=" only); None otherwise."""
+    s = answer.replace("$", "")
+    m = _LEAD_VAR.match(s)
+    return m.group(1).replace("{", "").replace("}", "") if m and s.count("=") == 1 else None
+
+
+def _units(answer: str) -> set[str]:
+    """Unit words after the last digit: "10\\text{ inches}" -> {"inch"}; empty when there are none."""
+    s = re.sub(r"\^\s*\{?\d\}?\s*\.?$", "", answer.strip())  # cm^2
+    m = re.search(r"\d([^\d]*)$", s)
+    if not m:
+        return set()
+    tail = re.sub(r"\\(?:text|textrm|mbox|mathrm)\{([^{}]*)\}", r"\1", m.group(1))
+    if "\\" in tail or not re.fullmatch(r"[\s}{.,a-zA-Z]*", tail):
+        return set()  # math, not a unit (5\\pi, 2x + 1)
+    words = {re.sub(r"(?<=[a-z]{2})s$", "", w.lower()) for w in re.findall(r"[a-zA-Z]{2,}", tail)}
+    return {_UNIT_ALIAS.get(w, w) for w in words} - _NOT_UNITS
+
+
+def _conflict(pred: str, gold: str) -> bool:
+    """Different variables ("x = 3" vs "y = 3") or different units ("10 inches" vs "10 feet")."""
+    vp, vg = _lead_var(pred), _lead_var(gold)
+    if vp and vg and vp != vg:
+        return True
+    up, ug = _units(pred), _units(gold)
+    return bool(up and ug and up != ug)
+
+
+def for_sympy(answer: str) -> str:
+    """Mend what math-verify misreads: \\frac\\pi2, 1\\,000, a trailing "5.", and plain decimals, made exact
+    fractions so that 3.1415927 is not taken for \\pi nor 0.333333 for \\frac13 (it rounds to 6 places)."""
+    s = answer.strip().replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = _fix_fracs(s)
+    s = re.sub(r"(?<=\d)(?:\\[,;:! ]|\{,\}|~)(?=\d{3}(?!\d))", "", s)
+    if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
+        s = s.replace(",", "")
+    if s.endswith(".") and not s.endswith(".."):
+        s = s[:-1]
+    m = re.fullmatch(r"(-?)(\d*)\.(\d+)", s)
+    if m:
+        s = f"{m.group(1)}\\frac{{{int(m.group(2) + m.group(3))}}}{{{10 ** len(m.group(3))}}}"
+    return s
+
+
+def decide(pred: str, gold: str) -> bool | None:
+    """Cheap rules first, math-verify (time-limited) only when they cannot tell; None = timed out."""
+    if _conflict(pred, gold):
+        return False
+    a, b = normalize_math(pred), normalize_math(gold)
+    if _same(a, b):
+        return True
+    if parse_number(a) is not None and parse_number(b) is not None:
+        return False  # two plain numbers, exactly different
+    return sympy_check.equivalent(for_sympy(pred), for_sympy(gold))
+
+
+_CACHE: dict[tuple[str, str], bool | None] = {}
+_CACHE_SIZE = 200_000
+
+
 def is_equiv(pred: str, gold: str) -> bool:
-    """Whether two MATH answers are the same after normalisation."""
-    return _same(normalize_math(pred), normalize_math(gold))
+    """Whether a predicted MATH answer is the gold one (a timed-out comparison is wrong, and counted)."""
+    stats = sympy_check.STATS
+    stats.checks += 1
+    key = (pred, gold)
+    if key in _CACHE:
+        stats.cache_hits += 1
+        verdict = _CACHE[key]
+    else:
+        verdict = decide(pred, gold)
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()
+        _CACHE[key] = verdict
+    if verdict is None:
+        stats.timeouts += 1
+    return verdict is True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +359,7 @@ class MathTask:
     subsets = SUBJECTS
 
     def extract_answer(self, text: str) -> str | None:
-        ans = last_boxed(text)
+        ans = final_boxed(text)
         if ans is None:
             ans = answer_after_marker(text)
         return ans.strip().strip("$").strip() or None if ans is not None else None
@@ -255,6 +367,10 @@ class MathTask:
     def is_correct(self, text: str, gold: str) -> bool:
         pred = self.extract_answer(text)
         return pred is not None and is_equiv(pred, gold)
+
+    def check_timeouts(self) -> int:
+        """Comparisons judged wrong for running out of time, in this process so far (a counter)."""
+        return sympy_check.STATS.timeouts
 
     def parse_row(self, row: dict, fallback_id: str) -> Item | None:
         question = field_text(row, "problem", "question")
