@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from silab.config import load_profile
+from silab.engine.tokens import encode_prompt
 from silab.engine import session
+from silab.engine.organism import PRESETS, build_model, build_tokenizer
 from silab.engine.select import best_of_n, measure, pass_at_k, qe_score, roc_auc, tf_score
 from silab.runs.store import read_records
 
@@ -132,6 +134,15 @@ def test_organism_is_deterministic_and_loads_like_a_hub_model(organism_cache, tm
     assert model.config.model_type == "llama" and model.num_parameters() < 5_000_000
 
 
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_organism_heads_are_32_wide_as_vllm_cpu_attention_needs(preset):
+    """vLLM's CPU attention refuses head_dim 24 ("Unsupported CPU attention configuration")."""
+    model = build_model(PRESETS[preset], build_tokenizer())
+    attention = model.model.layers[0].self_attn
+    assert model.config.head_dim == 32 and attention.head_dim == 32
+    assert attention.q_proj.out_features == model.config.num_attention_heads * 32
+
+
 @pytest.mark.parametrize("method", ["tf", "qe"])
 def test_training_set_rehearses_the_judges_own_verdicts(micro, tmp_path, method):
     path, overrides = micro
@@ -139,12 +150,15 @@ def test_training_set_rehearses_the_judges_own_verdicts(micro, tmp_path, method)
     loop, _ = run_rounds(profile, tmp_path / "run", 0)
     v = profile.verify
     yes, no = (v.true_token, v.false_token) if method == "tf" else (v.qe_tokens[-1], v.qe_tokens[0])
-    pairs, external = loop.training_set(1)
-    picks = [(row["prompt"], row["responses"][row["pick"]]["text"]) for row in loop.prev]
-    assert pairs[:len(picks)] == picks and external == []
-    verdicts = pairs[len(picks):]
+    examples, external = loop.training_set(1)
+    tok, end = loop.backend.tok, loop.backend.end_id
+    # a pick trains on exactly the ids it was sampled as (and U_v measured), end of turn included
+    picks = [(encode_prompt(tok, row["prompt"]), row["responses"][row["pick"]]["tokens"]) for row in loop.prev]
+    assert examples[:len(picks)] == picks and external == []
+    verdicts = [(p, tok.decode(t[:-1])) for p, t in examples[len(picks):] if t[-1] == end]
+    assert len(verdicts) == len(examples) - len(picks)
     scores = [r["score"] for row in loop.prev for r in row["responses"]]
     assert all(0.0 <= s <= 1.0 for s in scores)
     expected = sum(max(r["score"] for r in row["responses"]) >= 0.5 for row in loop.prev) + \
         sum(min(r["score"] for r in row["responses"]) < 0.5 for row in loop.prev)
-    assert len(verdicts) == expected and {answer for _, answer in verdicts} <= {yes, no}
+    assert len(verdicts) == expected and {answer for _, answer in verdicts} <= {yes.strip(), no.strip()}
