@@ -3,9 +3,11 @@
 Hub default: openai/gsm8k, config "main", columns question and answer, where the answer is a worked
 solution ending in "#### 72" (with <<48/2=24>> calculator notes, removed from our solutions).
 
-A response's answer is, in order of trust: the number after the last "####", in the last \\boxed{},
-after the last "the answer is" / "Answer:", else the last number in the text. Numbers are compared
-exactly as rationals after dropping commas, "$", "%", units and trailing zeros ("$1,080.00" == "1080").
+Only the model's own turn is read (up to a chat-turn token or a new "Question:" line: a model that runs
+on into a question of its own invention answers that one too). Its answer is, in order of trust: the
+number after the first "####", in the last \\boxed{}, after the last "the answer is" / "Answer:", else
+the last number. Numbers are compared exactly as rationals after dropping thousands separators (commas
+or spaces: "1 000"), "$", "%", units and trailing zeros ("$1,080.00" == "1080").
 """
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ import re
 from silab.config import TaskConfig
 from silab.tasks.base import Item
 from silab.tasks.loading import field_text, load_items
-from silab.tasks.math_task import last_boxed, normalize_math, parse_number
+from silab.tasks.math_task import last_boxed, normalize_math, own_turn, parse_number
 
 # a number not glued to a word or a preceding number ("5-3" holds 5 and 3, not -3); 1,000 is one number
 _NUM = re.compile(r"(?<![\w.])(?:-(?=\.?\d))?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+(?![\d.]))?"
                   r"|(?<![\w.])-?\.\d+")
+# 1 000 000 and 1\,000 (space or thin space between groups of three); "2 100-metre races" stays 2 and 100
+_SPACED = re.compile(r"(?<![\d.,])\d{1,3}(?:(?:[ \u00a0\u2009\u202f]|\\,)\d{3})+(?![\w-])")
 _MARKER = re.compile(r"\banswer\b\s*(?:is\b|:|=)", re.IGNORECASE)  # "the final answer is", "Answer:"
 
 
@@ -47,6 +51,7 @@ def _clean(text: str) -> str:
     """Strip what surrounds numbers in answers: money, percent, unicode minus, markdown."""
     text = text.replace("−", "-").replace("–", "-").replace("\\$", "$").replace("\\%", "%")
     text = re.sub(r"-\s*\$", "-", text)
+    text = _SPACED.sub(lambda m: re.sub(r"\D", "", m.group(0)), text)
     return re.sub(r"[$%*`]", "", text)
 
 
@@ -56,8 +61,9 @@ def _numbers(text: str) -> list[str]:
 
 def find_answer(text: str) -> str | None:
     """The raw final number of a response (see the module docstring for the order of rules)."""
+    text = own_turn(text)
     if "####" in text:
-        nums = _numbers(text.rsplit("####", 1)[1])
+        nums = _numbers(text.split("####", 1)[1])
         if nums:
             return nums[0]
     boxed = last_boxed(text)

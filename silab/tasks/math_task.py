@@ -50,6 +50,17 @@ def _group(text: str, i: int) -> int | None:
     return None
 
 
+# where a model that runs on starts a turn of its own invention: a chat-turn token, or a new "Question:" line
+_NEW_TURN = re.compile(r"<\|(?:end|user|eot_id|start_header_id|im_end|im_start|endoftext)\|>|<end_of_turn>|</s>"
+                       r"|\n\s*(?:#+\s*)?(?:Question|Problem|Q|User|Human)\s*\d*\s*:", re.IGNORECASE)
+
+
+def own_turn(text: str) -> str:
+    """The response up to where it starts another turn (a second question and its answer are not ours)."""
+    m = _NEW_TURN.search(text)
+    return text[:m.start()] if m else text
+
+
 def _boxes(text: str) -> list[tuple[int, int, str | None]]:
     """(start, end, content) of every \\boxed{...} / \\fbox{...} / `\\boxed 5`; content None if unclosed."""
     out = []
@@ -359,6 +370,7 @@ class MathTask:
     subsets = SUBJECTS
 
     def extract_answer(self, text: str) -> str | None:
+        text = own_turn(text)
         ans = final_boxed(text)
         if ans is None:
             ans = answer_after_marker(text)

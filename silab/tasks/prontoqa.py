@@ -10,6 +10,13 @@ final sentence. A letter answer with no options means A = True, B = False (the h
 
 A response's answer: the last \\boxed{}, else the last "answer is/: X" (X = True, False, A or B),
 else the last "true"/"false" outside the phrase "true or false" ("not true" counts as False).
+
+A verdict on a stated claim, "It is [not] true/false that S", is the checker's one reading of
+negation inside the claim (it never sees the question): a negative verdict on a negated claim is a
+double negative and affirms ("It is false that Max is not sour" -> True); otherwise the verdict
+stands for the question's statement, which models restate ("It is true that Max is not sour" ->
+True). So a model that answers "Max is not sour?" with "It is false that Max is not sour" is
+misread; the phrasing is rare, and the usual restatement is read right.
 """
 from __future__ import annotations
 
@@ -23,6 +30,8 @@ from silab.tasks.math_task import last_boxed
 _WORD = {"true": "True", "false": "False", "a": "True", "b": "False", "yes": "True", "no": "False"}
 _MARKER = re.compile(r"\banswer\s*(?:is|:)?\s*:?\s*(not\s+)?\(?\s*(true\b|false\b|(?-i:[AB])\b)", re.IGNORECASE)
 _BARE = re.compile(r"\b(not\s+)?(true|false)\b", re.IGNORECASE)
+_CLAIM = re.compile(r"\bit\s+is\s+(not\s+)?(true|false)\s+that\s+([^.\n]*)", re.IGNORECASE)
+_NEGATED = re.compile(r"\bnot\b|n't\b", re.IGNORECASE)
 
 
 def _flip(value: str, negated: bool) -> str:
@@ -72,10 +81,14 @@ class ProntoQATask:
             return _flip(_WORD[m.group(2).lower()], bool(m.group(1)))
         text = re.sub(r"\b(?:true\s+or\s+false|false\s+or\s+true)\b", " ", text, flags=re.IGNORECASE)
         bare = list(_BARE.finditer(text))
-        if bare:
-            m = bare[-1]
-            return _flip(m.group(2).capitalize(), bool(m.group(1)))
-        return None
+        if not bare:
+            return None
+        m = bare[-1]
+        value = _flip(m.group(2).capitalize(), bool(m.group(1)))
+        claim = next((c for c in _CLAIM.finditer(text) if c.start(2) == m.start(2)), None)
+        if claim and value == "False" and _NEGATED.search(claim.group(3)):
+            return "True"  # a double negative: "it is false that Max is not sour"
+        return value
 
     def is_correct(self, text: str, gold: str) -> bool:
         pred = self.extract_answer(text)
