@@ -83,10 +83,13 @@ class VerifyConfig:
     sigma: float = _f(0.5, lo=0.0, hi=1.0)
     tf_template: str = _f(
         "{prompt}{response}\nIs the answer above correct? Answer True or False.\nAnswer:")
+    tf_question: str = _f("", doc="with task.chat: the judge's question; the template is built from the "
+                          "tokenizer's chat template (tf_template is then unused)")
     true_token: str = _f(" True")
     false_token: str = _f(" False")
     qe_template: str = _f(
         "{prompt}{response}\nRate the answer above from 1 (wrong) to 5 (correct).\nScore:")
+    qe_question: str = _f("", doc="with task.chat: the quality judge's question (see tf_question)")
     qe_tokens: list[str] = _f([" 1", " 2", " 3", " 4", " 5"])
     batch_size: int = _f(64, lo=1)
 

@@ -14,13 +14,15 @@ import numpy as np
 from silab.config import Profile
 
 Progress = Callable[[int, int], None]  # (done, total)
+Example = tuple[list[int], list[int]]   # (prompt ids, target ids): what one training example is
 
 
 @dataclass
 class Sample:
-    text: str           # the response, decoded without special tokens
-    tokens: list[int]   # the generated token ids, end-of-sequence included
-    logprob: float      # sum of log pi(token) under the raw (temperature-1) distribution
+    text: str              # the response, decoded without its stop id and special tokens
+    tokens: list[int]      # the sampled ids up to and including the first stop id; nothing after it
+    logprob: float         # sum of log pi(token) over `tokens`, raw (temperature-1) distribution
+    finished: bool = True  # False: max_new_tokens ran out before a stop id (counted as `truncated`)
 
     @property
     def n_tokens(self) -> int:
@@ -28,16 +30,21 @@ class Sample:
 
 
 class Backend(Protocol):
+    tok: object            # the tokenizer: the loop encodes prompts and training targets with it
+    stop_ids: list[int]    # where a sample ends (silab.engine.tokens.stop_token_ids)
+    end_id: int            # the model's end of turn, closing targets that were not sampled
+
     def sample(self, prompts: list[str], n: int, seed: int, progress: Progress) -> list[list[Sample]]:
         """n samples per prompt with the profile's temperature / top_p."""
 
     def greedy(self, prompts: list[str], progress: Progress) -> list[str]: ...
 
-    def next_token_probs(self, texts: list[str], tokens: list[str], progress: Progress) -> np.ndarray:
-        """P(token | text) for each text (rows) and candidate token (columns), full-vocab softmax."""
+    def next_token_probs(self, texts: list[str], words: list[str], progress: Progress) -> np.ndarray:
+        """P(word | text) for each text (rows) and answer word (columns): the full-vocab softmax summed
+        over the word's first-token variants (silab.engine.tokens.answer_token_ids)."""
 
-    def train(self, pairs: list[tuple[str, str]], lr: float, seed: int, progress: Progress) -> dict:
-        """One round of LoRA fine-tuning on (prompt, response) pairs, continuing the current adapter."""
+    def train(self, examples: list[Example], lr: float, seed: int, progress: Progress) -> dict:
+        """One round of LoRA fine-tuning on token-id examples, continuing the current adapter."""
 
     def save_adapter(self, path: Path) -> None: ...
 

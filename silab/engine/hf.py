@@ -14,7 +14,9 @@ import numpy as np
 import torch
 
 from silab.config import Profile
-from silab.engine.backend import Progress, Sample
+from silab.engine.backend import Example, Progress, Sample
+from silab.engine.tokens import (answer_token_ids, cut_at_stop, decode_response, encode_prompt, end_of_turn_id,
+                                 stop_token_ids)
 
 
 def pick_device(name: str) -> torch.device:
@@ -23,18 +25,37 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def first_token_id(tokenizer, text: str) -> int:
-    """The id a judge's answer word starts with (" True" is one token in most vocabularies)."""
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    if not ids:
-        raise ValueError(f"token {text!r} encodes to nothing")
-    return ids[0]
+class RawLogprobs:
+    """A logits processor that keeps only what each sample's log-prob needs: at every step it reads
+    the log-prob of the token chosen at the step before from that step's raw (pre-temperature,
+    pre-top-p) distribution, so memory holds one [sequences, vocab] step, never all of them.
+    transformers runs custom processors before its sampling warpers (temperature, top-p), so the
+    scores seen here are the model's raw logits."""
+
+    def __init__(self):
+        self.prev: torch.Tensor | None = None
+        self.chosen: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self._take(input_ids[:, -1])
+        self.prev = scores.float().log_softmax(-1)
+        return scores
+
+    def _take(self, tokens: torch.Tensor) -> None:
+        if self.prev is not None:
+            self.chosen.append(self.prev.gather(-1, tokens.unsqueeze(-1)).squeeze(-1))
+
+    def finish(self, last: torch.Tensor) -> torch.Tensor:
+        """[sequences, steps] log-probs of the generated tokens, given the last step's tokens."""
+        self._take(last)
+        self.prev = None
+        return torch.stack(self.chosen, dim=1)
 
 
 class HFBackend:
     def __init__(self, profile: Profile, model_path: str):
         from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # silab shows its own progress
@@ -47,7 +68,12 @@ class HFBackend:
         self.tok = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust)
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
+        self.stop_ids = stop_token_ids(self.tok, model_path)
+        self.end_id = end_of_turn_id(self.tok)
         base = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=trust)
+        # generation settings come from the profile alone: a hub model's defaults (top_k=50, its own
+        # temperature, a repetition penalty) would change the distribution U_s measures
+        base.generation_config = GenerationConfig(pad_token_id=self.tok.pad_token_id, eos_token_id=self.stop_ids)
         lora = profile.lora
         targets = "all-linear" if lora.target_modules == ["all-linear"] else lora.target_modules
         torch.manual_seed(profile.seed)  # the LoRA init, so a resumed run starts from the same one
@@ -58,33 +84,35 @@ class HFBackend:
         self._initial_adapter = {k: v.clone() for k, v in get_peft_model_state_dict(self.model).items()}
 
     # --- generation ---------------------------------------------------------------------------
+    def _left_padded(self, rows: list[list[int]]):
+        width = max(map(len, rows))
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
+        return ids, mask
+
     def _encode_left(self, texts: list[str]):
-        self.tok.padding_side = "left"
-        enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        return self._left_padded([encode_prompt(self.tok, t) for t in texts])
 
     @torch.no_grad()
     def _generate(self, prompts: list[str], n: int, do_sample: bool) -> list[list[Sample]]:
         ids, mask = self._encode_left(prompts)
         s = self.p.sampling
+        # temperature and top-p as warpers after RawLogprobs (which must see the raw logits)
         sampling = dict(do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=0) if do_sample \
             else dict(do_sample=False)
+        raw = RawLogprobs()
         out = self.model.generate(
             input_ids=ids, attention_mask=mask, num_return_sequences=n, max_new_tokens=self.p.model.max_new_tokens,
-            pad_token_id=self.tok.pad_token_id, eos_token_id=self.tok.eos_token_id,
-            output_logits=True, return_dict_in_generate=True, **sampling)
+            pad_token_id=self.tok.pad_token_id, eos_token_id=self.stop_ids, logits_processor=[raw],
+            return_dict_in_generate=True, **sampling)
         new = out.sequences[:, ids.shape[1]:]                                # [B*n, T]
-        raw = torch.stack(out.logits, dim=1).float().log_softmax(-1)         # raw logits: no temperature
-        token_lp = raw.gather(-1, new.unsqueeze(-1)).squeeze(-1)             # [B*n, T]
-        is_eos = new == self.tok.eos_token_id
-        # keep tokens up to and including the first end-of-sequence
-        alive = (is_eos.long().cumsum(1) - is_eos.long()) == 0
-        lengths = alive.sum(1)
-        logprobs = (token_lp * alive).sum(1)
-        texts = self.tok.batch_decode(torch.where(alive & ~is_eos, new, self.tok.pad_token_id),
-                                      skip_special_tokens=True)
-        flat = [Sample(text, row[:n], lp) for text, row, n, lp
-                in zip(texts, new.tolist(), lengths.tolist(), logprobs.tolist())]
+        token_lp = raw.finish(new[:, -1])                                     # [B*n, T]
+        flat = []
+        for row, lps in zip(new.tolist(), token_lp.tolist()):
+            tokens, finished = cut_at_stop(row, self.stop_ids)
+            flat.append(Sample(decode_response(self.tok, tokens, self.stop_ids), tokens,
+                               float(sum(lps[:len(tokens)])), finished))
         return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def _batched(self, items: list, batch: int, fn, progress: Progress) -> list:
@@ -107,25 +135,22 @@ class HFBackend:
 
     # --- judging --------------------------------------------------------------------------------
     @torch.no_grad()
-    def next_token_probs(self, texts: list[str], tokens: list[str], progress: Progress) -> np.ndarray:
-        cols = [first_token_id(self.tok, t) for t in tokens]
+    def next_token_probs(self, texts: list[str], words: list[str], progress: Progress) -> np.ndarray:
+        groups = answer_token_ids(self.tok, words)
 
         def chunk_probs(chunk):
             ids, mask = self._encode_left(chunk)
             logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=1).logits[:, -1]
-            return list(logits.float().softmax(-1)[:, cols].cpu().numpy())
+            probs = logits.float().softmax(-1)
+            return list(torch.stack([probs[:, g].sum(-1) for g in groups], dim=1).cpu().numpy())
 
         return np.array(self._batched(texts, self.p.verify.batch_size, chunk_probs, progress))
 
     # --- training -------------------------------------------------------------------------------
-    def _train_batch(self, pairs: list[tuple[str, str]]):
-        """Right-padded prompt+response with the loss on response tokens (and end-of-sequence) only."""
-        rows, labels = [], []
-        for prompt, response in pairs:
-            p = self.tok.encode(prompt, add_special_tokens=False)
-            r = self.tok.encode(response, add_special_tokens=False) + [self.tok.eos_token_id]
-            rows.append(p + r)
-            labels.append([-100] * len(p) + r)
+    def _train_batch(self, examples: list[Example]):
+        """Right-padded prompt + target ids with the loss on the target ids only."""
+        rows = [list(p) + list(t) for p, t in examples]
+        labels = [[-100] * len(p) + list(t) for p, t in examples]
         width = max(map(len, rows))
         pad = self.tok.pad_token_id
         ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
@@ -133,17 +158,17 @@ class HFBackend:
         lab = torch.tensor([r + [-100] * (width - len(r)) for r in labels], device=self.device)
         return ids, mask, lab
 
-    def train(self, pairs: list[tuple[str, str]], lr: float, seed: int, progress: Progress) -> dict:
+    def train(self, examples: list[Example], lr: float, seed: int, progress: Progress) -> dict:
         cfg = self.p.train
         torch.manual_seed(seed)
         order_rng = random.Random(seed)
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-        steps_per_epoch = -(-len(pairs) // cfg.batch_size)
+        steps_per_epoch = -(-len(examples) // cfg.batch_size)
         total, done, losses = steps_per_epoch * cfg.epochs, 0, []
         self.model.train()
         for _ in range(cfg.epochs):
-            order = list(pairs)
+            order = list(examples)
             order_rng.shuffle(order)
             for i in range(steps_per_epoch):
                 ids, mask, lab = self._train_batch(order[i * cfg.batch_size:(i + 1) * cfg.batch_size])
@@ -159,7 +184,7 @@ class HFBackend:
                 progress(done, total)
         self.model.eval()
         return {"loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
-                "steps": done, "examples": len(pairs)}
+                "steps": done, "examples": len(examples)}
 
     # --- adapters -------------------------------------------------------------------------------
     def save_adapter(self, path: Path) -> None:

@@ -27,8 +27,9 @@ from typing import Callable
 import numpy as np
 
 from silab.config import Profile, dump_toml
-from silab.engine.backend import Backend, Sample, make_backend
+from silab.engine.backend import Backend, Example, Sample, make_backend
 from silab.engine.select import best_of_n, measure, pass_at_k, qe_score, tf_score
+from silab.engine.tokens import chat_judge_template, continuation_ids, encode_prompt, has_chat_template
 from silab.runs.store import RunDir
 from silab.tasks import get_task, split_items
 from silab.tasks.base import Item
@@ -168,9 +169,9 @@ class RoundLoop:
         started = time.perf_counter()
         train_stats, external_ids = None, []
         if t > 0:
-            pairs, external_ids = self.training_set(t)
-            with self.phase(t, "train", len(pairs)) as progress:
-                train_stats = self.backend.train(pairs, p.train.lr, round_seed(p.seed, t, "train"), progress)
+            examples, external_ids = self.training_set(t)
+            with self.phase(t, "train", len(examples)) as progress:
+                train_stats = self.backend.train(examples, p.train.lr, round_seed(p.seed, t, "train"), progress)
             self.between_phases()
 
         n = p.sampling.n_samples
@@ -186,7 +187,8 @@ class RoundLoop:
         golds = [item.gold for item in self.splits.prompts]
         correct = np.array([[task.is_correct(s.text, g) for s in row] for row, g in zip(samples, golds)])
         picks, fallback = best_of_n(logprob, length, score, p.verify.sigma)
-        record = {"round": t, **measure(logprob, length, score, correct, picks, fallback, p.verify.sigma)}
+        record = {"round": t, **measure(logprob, length, score, correct, picks, fallback, p.verify.sigma),
+                  "truncated": int(sum(not s.finished for row in samples for s in row))}
 
         with self.phase(t, "evaluate", len(self.test_prompts)) as progress:
             test_rows, test_metrics = self.evaluate(t, progress)
@@ -197,7 +199,8 @@ class RoundLoop:
             "seconds": {**self.seconds, "total": round(time.perf_counter() - started, 3)},
         })
         rows = [{"id": item.id, "prompt": prompt, "gold": item.gold, "pick": int(k), "fallback": bool(fb),
-                 "responses": [{"text": s.text, "tokens": s.tokens, "n_tokens": s.n_tokens, "logprob": round(s.logprob, 5),
+                 "responses": [{"text": s.text, "tokens": s.tokens, "n_tokens": s.n_tokens, "finished": s.finished,
+                                "logprob": round(s.logprob, 5),
                                 "score": round(float(sc), 5), "correct": bool(c)}
                                for s, sc, c in zip(row, score_row, corr_row)]}
                 for item, prompt, row, score_row, corr_row, k, fb
@@ -209,38 +212,47 @@ class RoundLoop:
         return record
 
     def judge_format(self) -> tuple[str, list[str]]:
-        """The judge prompt and the answer tokens it is read from: True/False (tf) or 1..K (qe)."""
-        v = self.p.verify
-        return (v.tf_template, [v.true_token, v.false_token]) if v.method == "tf" else (v.qe_template, v.qe_tokens)
+        """The judge prompt and the answer words it is read from: True/False (tf) or 1..K (qe). A
+        profile that gives the judge's question (tf_question / qe_question) with chat = true gets its
+        template from the tokenizer's chat template, so it cannot drift from the model's format."""
+        v, tok = self.p.verify, self.backend.tok
+        template, question, words = (v.tf_template, v.tf_question, [v.true_token, v.false_token]) \
+            if v.method == "tf" else (v.qe_template, v.qe_question, v.qe_tokens)
+        if question:
+            template = chat_judge_template(tok, question) if self.p.task.chat and has_chat_template(tok) \
+                else "{prompt}{response}\n" + question + "\n"
+        return template, words
 
     def judge(self, prompts: list[str], samples: list[list[Sample]], progress) -> np.ndarray:
         """The model scores its own answers with the profile's judge prompt (tf or qe)."""
-        template, tokens = self.judge_format()
+        template, words = self.judge_format()
         texts = [fill(template, prompt=pr, response=s.text) for pr, row in zip(prompts, samples) for s in row]
-        probs = self.backend.next_token_probs(texts, tokens, progress)
+        probs = self.backend.next_token_probs(texts, words, progress)
         score = tf_score(probs[:, 0], probs[:, 1]) if self.p.verify.method == "tf" else qe_score(probs)
         return score.reshape(len(prompts), -1)
 
-    def training_set(self, t: int) -> tuple[list[tuple[str, str]], list[str]]:
-        """Round t-1's picks, the external data scheduled for round t, and (optionally) the model's
-        own verdicts on round t-1's samples, which keep its judging skill through the rounds."""
-        v = self.p.verify
-        pairs = [(row["prompt"], row["responses"][row["pick"]]["text"]) for row in self.prev]
+    def training_set(self, t: int) -> tuple[list[Example], list[str]]:
+        """Round t-1's picks (their sampled ids, end of turn included: what U_v measured), the
+        external data scheduled for round t, and (optionally) the model's own verdicts on round t-1's
+        samples, which keep its judging skill through the rounds. Text that was not sampled is
+        encoded once, as it follows its prompt, and closed with the model's end of turn."""
+        tok, end = self.backend.tok, self.backend.end_id
+        examples = [(encode_prompt(tok, row["prompt"]), row["responses"][row["pick"]]["tokens"]) for row in self.prev]
         external = self.external_for(t)
-        pairs += [(self.format(item), item.solution or item.gold) for item in external]
+        examples += [continuation_ids(tok, self.format(item), item.solution or item.gold, end) for item in external]
         if self.p.train.judge_rehearsal:
             # the judge's own confident verdicts (score above or below 0.5), whatever the selection
-            # rule: True / False for tf, the top / bottom score token for qe
-            template, tokens = self.judge_format()
-            yes, no = (tokens[0], tokens[1]) if v.method == "tf" else (tokens[-1], tokens[0])
+            # rule: True / False for tf, the top / bottom score word for qe
+            template, words = self.judge_format()
+            yes, no = (words[0], words[1]) if self.p.verify.method == "tf" else (words[-1], words[0])
             for row in self.prev:
                 best = max(row["responses"], key=lambda r: r["score"])
                 worst = min(row["responses"], key=lambda r: r["score"])
                 if best["score"] >= 0.5:
-                    pairs.append((fill(template, prompt=row["prompt"], response=best["text"]), yes))
+                    examples.append(continuation_ids(tok, fill(template, prompt=row["prompt"], response=best["text"]), yes, end))
                 if worst["score"] < 0.5:
-                    pairs.append((fill(template, prompt=row["prompt"], response=worst["text"]), no))
-        return pairs, [item.id for item in external]
+                    examples.append(continuation_ids(tok, fill(template, prompt=row["prompt"], response=worst["text"]), no, end))
+        return examples, [item.id for item in external]
 
     def plan_shares(self) -> list[float]:
         """eta_1..eta_T: the share of the external pool that joins each round's training."""
