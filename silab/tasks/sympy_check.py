@@ -12,6 +12,7 @@ bounded by a SIGALRM timer in the main thread and unbounded elsewhere.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select
@@ -44,12 +45,18 @@ class _Timeout(BaseException):
     """Raised by the timer; BaseException so that math-verify's `except Exception` lets it pass."""
 
 
-def _verify(pred: str, gold: str) -> bool:
-    from math_verify import parse, verify  # imported lazily: ~1 s of sympy
+@functools.lru_cache(maxsize=8192)
+def _parse(answer: str) -> list:
+    """math-verify's reading of one answer; a gold is parsed once for all 16 samples of its prompt."""
+    from math_verify import parse  # imported lazily: ~1 s of sympy
 
-    gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=None)
-    pred_parsed = parse(f"\\boxed{{{pred}}}", parsing_timeout=None)
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+    return parse(f"\\boxed{{{answer}}}", parsing_timeout=None)
+
+
+def _verify(pred: str, gold: str) -> bool:
+    from math_verify import verify
+
+    return bool(verify(_parse(gold), _parse(pred), timeout_seconds=None))
 
 
 def _on_alarm(signum, frame):
