@@ -9,10 +9,15 @@ comma-separated list. Columns: problem, solution (level and type are kept out of
 with an `answer` column (MATH-500 style files) uses it as the gold; otherwise the gold is the
 solution's last \\boxed{}.
 
-Equivalence: both sides are normalised (Hendrycks' rules plus a few: \\left/\\right, ^\\circ,
-\\text{} units, a leading `x =`, a/b as \\frac{a}{b}) and compared as strings, then as exact
-rationals when both are numbers (0.5 == \\frac12, but 0.33 != \\frac13), then element-wise for
-tuples and (in any order) for bare comma lists.
+The answer is the last \\boxed{} of the model's own turn (joined with the boxes just before it that
+only "and"/"or"/a comma separate: `x=\\boxed{3}` or `x=\\boxed{5}`), else a final "the answer is X"
+(cut at the clause: "7, since 3 + 4 = 7" -> 7).
+
+Equivalence, cheapest first: different leading variables (x = 3 vs y = 3) or units (inches vs feet)
+are wrong; silab's normalisation (Hendrycks' rules plus \\left/\\right, ^\\circ, \\text{} units, a leading
+`x =`, a/b) then decides equal strings, exact rationals (0.5 == \\frac12, 0.33 != \\frac13) and lists;
+what is left goes to math-verify (sympy), time-limited in a worker (see sympy_check), after mending
+what it misreads (\\frac\\pi2, 1\\,000, "5."). Verdicts are cached per (answer, gold) pair.
 """
 from __future__ import annotations
 
