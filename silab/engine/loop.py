@@ -185,10 +185,12 @@ class RoundLoop:
         logprob = np.array([[s.logprob for s in row] for row in samples])
         length = np.array([[s.n_tokens for s in row] for row in samples])
         golds = [item.gold for item in self.splits.prompts]
+        timeouts = self.check_timeouts()
         correct = np.array([[task.is_correct(s.text, g) for s in row] for row, g in zip(samples, golds)])
         picks, fallback = best_of_n(logprob, length, score, p.verify.sigma)
         record = {"round": t, **measure(logprob, length, score, correct, picks, fallback, p.verify.sigma),
-                  "truncated": int(sum(not s.finished for row in samples for s in row))}
+                  "truncated": int(sum(not s.finished for row in samples for s in row)),
+                  "check_timeouts": self.check_timeouts() - timeouts}
 
         with self.phase(t, "evaluate", len(self.test_prompts)) as progress:
             test_rows, test_metrics = self.evaluate(t, progress)
@@ -210,6 +212,10 @@ class RoundLoop:
         self.prev = rows
         self.emit("round_finished", round=t, record=record)
         return record
+
+    def check_timeouts(self) -> int:
+        """Answer checks that ran out of time so far (counted as wrong; MATH's sympy can hang)."""
+        return getattr(self.task, "check_timeouts", lambda: 0)()
 
     def judge_format(self) -> tuple[str, list[str]]:
         """The judge prompt and the answer words it is read from: True/False (tf) or 1..K (qe). A
