@@ -130,11 +130,11 @@ class FakeEngine:
 
         data = json.loads(json.dumps(self.profile))
         where = {"sigma": ("verify", "sigma"), "n_samples": ("sampling", "n_samples"),
-                 "lr": ("train", "lr")}
+                 "lr": ("train", "lr"), "rounds": (None, "rounds")}
         changed = {}
         for key, (table, name) in where.items():
             if key in cmd:
-                data[table][name] = cmd[key]
+                (data[table] if table else data)[name] = cmd[key]
                 changed[key] = cmd[key]
         try:
             profile_from_dict(data, "set")

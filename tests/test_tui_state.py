@@ -18,6 +18,7 @@ from silab.tui.widgets.panels import text_bar
 from test_tui_fakeengine import synthetic_record
 
 RECORDED = Path(__file__).parent / "data" / "recorded_run"
+TINY = Path(__file__).parent / "data" / "recorded_tiny"
 PROFILE = {"rounds": 6, "verify": {"sigma": 0.5}, "sampling": {"n_samples": 4},
            "train": {"lr": 1e-4}, "task": {"n_external": 32}}
 
@@ -145,13 +146,32 @@ def test_too_few_rounds_give_a_reason_not_a_crash():
     assert not fit.ok and fit.note
 
 
-def test_summarize_reads_mappings_too():
-    result = {"params": {"lambda": (0.3, 0.2, 0.4), "G_inf": {"value": 1.0, "ci": (0.8, 1.2)}},
-              "r2": {"solver": 0.99, "gap": 0.9}, "heldout_error": 0.01}
-    fit = summarize(result, 5)
-    assert [(r.name, r.value, r.lo, r.hi) for r in fit.params if r.value is not None] == [
-        ("λ", 0.3, 0.2, 0.4), ("G∞", 1.0, 0.8, 1.2)]
-    assert fit.r2 == 0.9 and fit.heldout == 0.01 and isinstance(fit, FitSummary)
+def test_summarize_reads_theorys_summary():
+    from silab.theory.summary import fit_run
+    result = fit_run(synthetic_records(8))
+    fit = summarize(result, 8)
+    assert [r.name for r in fit.params] == ["λ", "U_s∞", "U_v∞", "G∞", "α/β"]
+    assert fit.param("λ") == result.params["lambda"].value
+    assert fit.r2 == min(result.r2.values()) and fit.heldout == result.heldout_mse
+    assert isinstance(fit, FitSummary) and fit.comparison is None
+
+
+def test_models_are_compared_and_the_best_one_gives_the_limits():
+    """On the recorded organism run separate rates forecast better than one shared rate, and the
+    F test rejects one rate (as `silab fit` says)."""
+    fit = fit_records(read_records(TINY))
+    c = fit.comparison
+    assert c.ok and set(c.fits) == {"coupled", "exp", "power", "exp2"}
+    assert c.scored_by == "rolling" and c.best == min(c.forecast_mse, key=c.forecast_mse.get)
+    assert c.best != "coupled" and c.shared_rejected
+    assert c.limits["U_s"].lo < c.limits["U_s"].value < c.limits["U_s"].hi
+    assert 0 < c.limits["accuracy"].value < 1
+    assert "forecasts best" in c.verdict() and "one shared rate rejected" in c.verdict()
+
+
+def test_too_few_rounds_to_compare_say_so():
+    c = fit_records(synthetic_records(4)).comparison
+    assert not c.ok and "4 of 5" in c.message
 
 
 # ---------------------------------------------------------------------------------------------

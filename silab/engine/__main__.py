@@ -6,6 +6,7 @@ prints is sent to stderr), commands come in on stdin as JSON lines:
     {"cmd": "step"}    one round, then wait          {"cmd": "run"}   rounds up to the profile's
     {"cmd": "pause"}   stop after the current phase  {"cmd": "stop"}  exit after the current phase
     {"cmd": "set", "sigma": 0.6, "n_samples": 8, "lr": 1e-4}     settings for the next round
+    {"cmd": "set", "rounds": 15}                                  extend (or shorten) the run
     {"cmd": "inject", "schedule": "early" | "uniform" | "late" | [eta_1, ...]}
 
 The loop runs in the main thread (vLLM installs signal handlers there); a reader thread turns
@@ -27,7 +28,8 @@ from silab.engine import session
 from silab.engine.loop import Control, Paused, Stopped, profile_toml
 from silab.errors import UsageError
 
-SETTINGS = {"sigma": "verify.sigma", "n_samples": "sampling.n_samples", "lr": "train.lr"}
+SETTINGS = {"sigma": "verify.sigma", "n_samples": "sampling.n_samples", "lr": "train.lr",
+            "rounds": "rounds"}  # rounds: the last round `run` goes to (the lab extends a run)
 
 
 def read_commands(commands: "queue.Queue[dict]", control: Control) -> None:

@@ -31,6 +31,7 @@ from scipy import optimize, stats
 from silab.theory.data import Panel, Series
 
 MODELS = ("coupled", "exp", "power", "exp2")
+NO_LIMIT = "the curve shows no clear saturation, so its limit is not identified"
 SEPARATE_SERIES = ("solver", "verifier", "gap")
 
 
@@ -225,7 +226,7 @@ def _edge_message(fam: Family, theta, at_low, at_high) -> str:
     i = int(np.flatnonzero(at_low | at_high)[0])
     name = f"{fam.theta_names[i]}={theta[i]:.3g}"
     if fam.name in ("exp", "exp2") and at_low[i]:
-        why = "the curve shows no clear saturation, so its limit is not identified"
+        why = NO_LIMIT
     elif fam.name in ("exp", "exp2"):
         why = "the curve drops within one step, so its rate is not identified"
     elif at_high[i]:

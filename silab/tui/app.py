@@ -9,13 +9,16 @@ view_only=...)`.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.screen import Screen
 from textual.widgets import Footer
 
 from silab.errors import UsageError
@@ -24,13 +27,27 @@ from silab.tui.client import EngineClient, engine_argv
 from silab.tui.fitting import FitSummary, fit_records
 from silab.tui.messages import EngineEvent, EngineExited, EngineOutput, FitReady
 from silab.tui.state import LogLine, RunState, read_profile
-from silab.tui.widgets import (AccuracyChart, EventLog, HistoryTable, InjectDialog, NllChart,
-                               ParamTable, QuitDialog, RoundPanel, SettingsDialog, StatusLine)
+from silab.tui.widgets import (AccuracyChart, EventLog, ExtendDialog, HistoryTable, InjectDialog,
+                               NllChart, ParamTable, QuitDialog, RoundPanel, SettingsDialog,
+                               StatusLine)
+from silab.tui.widgets.help import HelpScreen
 
 HISTORY_LINES = 400        # recorded events replayed into the log on open
 PROGRESS_COALESCE_S = 0.05  # progress ticks faster than this are merged: keys stay snappy
 
 EngineCommand = Callable[[bool], Sequence[str]]  # first start? -> argv
+
+PALETTE = [  # (action, title, what it does): the command palette's entries
+    ("step", "Step", "run one round, then wait (extend the run after its last round)"),
+    ("run", "Run", "run rounds up to the profile's last (or extend the run and run on)"),
+    ("pause", "Pause", "pause after the current phase"),
+    ("settings", "Settings", "σ / N / learning rate for the next round"),
+    ("inject", "Inject external data", "rounds and share η, or a preset schedule"),
+    ("restart", "Restart the engine", "from the last completed round"),
+    ("fit_view", "Fit view", "which model describes the run ↔ the coupled fit"),
+    ("screenshot", "Screenshot", "save the lab as SVG into the run folder"),
+    ("help", "Help", "keys, symbols, panels and files"),
+]
 
 
 class SilabApp(App[int]):
@@ -38,7 +55,7 @@ class SilabApp(App[int]):
 
     CSS_PATH = "silab.tcss"
     TITLE = "silab"
-    ENABLE_COMMAND_PALETTE = False
+    ENABLE_COMMAND_PALETTE = True
     # Wide terminals get a third panel (recent rounds); 80 columns keep the essentials.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
@@ -48,6 +65,9 @@ class SilabApp(App[int]):
         Binding("s", "settings", "σ/N/lr"),
         Binding("i", "inject", "Inject"),
         Binding("e", "restart", "Restart"),
+        Binding("f", "fit_view", "Fit"),
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
+        Binding("w", "screenshot", "Screenshot", show=False),
         Binding("q", "quit_lab", "Quit"),
         Binding("ctrl+q", "quit_lab", "Quit", show=False, priority=True),
     ]
@@ -258,7 +278,7 @@ class SilabApp(App[int]):
         """The installed dialog `name`, built on first use and reused after (fast to reopen)."""
         if not self.is_screen_installed(name):
             self.install_screen({"settings": SettingsDialog, "inject": InjectDialog,
-                                 "quit": QuitDialog}[name](), name)
+                                 "quit": QuitDialog, "extend": ExtendDialog}[name](), name)
         return self.get_screen(name)
 
     # ------------------------------------------------------------------ bindings
@@ -280,15 +300,34 @@ class SilabApp(App[int]):
         return True  # settings, inject: any time; they apply from the next round
 
     async def action_step(self) -> None:
+        if self.state.complete:
+            self.extend_then("step")
+            return
         if await self.send({"cmd": "step"}, f"step: run round {self.state.next_round or 0}, then wait"):
             self.state.engine = "running"
             self.refresh_panels()
 
     async def action_run(self) -> None:
+        if self.state.complete:
+            self.extend_then("run")
+            return
         target = self.state.target_rounds
         if await self.send({"cmd": "run"}, f"run rounds up to {target}"):
             self.state.engine = "running"
             self.refresh_panels()
+
+    def extend_then(self, then: str) -> None:
+        """The profile's rounds are done: ask how many more, raise the target, then step/run."""
+        last = self.state.records[-1]["round"]
+
+        async def done(more: int | None) -> None:
+            if not more:
+                return
+            target = last + more
+            if await self.send({"cmd": "set", "rounds": target}, f"extend the run to round {target}"):
+                self.state.target_rounds = target
+                await (self.action_step() if then == "step" else self.action_run())
+        self.push_screen(self.dialog("extend").prepare(last, then), done)
 
     async def action_pause(self) -> None:
         if await self.send({"cmd": "pause"}, "pause after the current phase"):
@@ -312,6 +351,33 @@ class SilabApp(App[int]):
                 await self.send({"cmd": "inject", "schedule": schedule}, f"inject external data: {schedule}")
         self.push_screen(self.dialog("inject").prepare(self.profile_data, st.schedule, first_open,
                                                        st.target_rounds, st.n_external), done)
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.run_dir))
+
+    def action_screenshot(self) -> None:
+        """Save what the lab shows as SVG into the run folder (Textual's own screenshot)."""
+        try:
+            path = self.save_screenshot(path=str(self.run_dir),
+                                        filename=f"screenshot-{time.strftime('%Y%m%d-%H%M%S')}.svg")
+        except OSError as exc:
+            self.log_line(f"cannot save a screenshot in {self.run_dir}: {exc}", error=True)
+            return
+        self.log_line(f"screenshot saved: {path}")
+        self.notify(f"screenshot saved: {path}")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The lab's actions in the command palette (ctrl+p), those available now."""
+        yield from super().get_system_commands(screen)
+        for action, title, what in PALETTE:
+            if self.check_action(action, ()):
+                yield SystemCommand(title, what, partial(self.run_action, action))
+
+    def action_fit_view(self) -> None:
+        """The fit panel: which model describes the run <-> the paper's coupled fit."""
+        table = self.query_one(ParamTable)
+        table.view = "coupled" if table.view == "models" else "models"
+        table.show(self.fit, self.state.rounds_done)
 
     async def action_restart(self) -> None:
         if self.client is not None and self.client.alive:

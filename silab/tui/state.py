@@ -62,11 +62,11 @@ def fmt_num(x: Any, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
-def fmt_pct(x: Any) -> str:
+def fmt_pct(x: Any, decimals: int = 0) -> str:
     if x is None:
         return "—"
     try:
-        return f"{100 * float(x):.0f}%"
+        return f"{100 * float(x):.{decimals}f}%"
     except (TypeError, ValueError):
         return "—"
 
@@ -178,6 +178,12 @@ class RunState:
         return len(self.records)
 
     @property
+    def complete(self) -> bool:
+        """The profile's last round is done and nothing runs: the run can only be extended."""
+        return (self.target_rounds is not None and bool(self.records)
+                and self.records[-1]["round"] >= self.target_rounds and not self.round_running)
+
+    @property
     def round_running(self) -> bool:
         return self.engine in ("running", "pausing")
 
@@ -254,10 +260,14 @@ class RunState:
                 self.engine = "paused"
             text = f"paused: next round {self.next_round}"
         elif kind == "settings_changed":
-            settings = ev.get("settings") or {}
+            settings = dict(ev.get("settings") or {})
+            if isinstance(settings.get("rounds"), int):   # the run was extended (or shortened)
+                self.target_rounds = settings.pop("rounds")
+                text = f"run extended: rounds up to {self.target_rounds}"
             self.settings.update(settings)
-            text = "settings from round {}: {}".format(
-                ev.get("from_round", "?"), "  ".join(f"{k}={v}" for k, v in settings.items()))
+            if settings or text is None:
+                text = "settings from round {}: {}".format(
+                    ev.get("from_round", "?"), "  ".join(f"{k}={v}" for k, v in settings.items()))
         elif kind == "plan_changed":
             self.schedule = ev.get("schedule")
             text = "external plan: " + describe_schedule(self.schedule)

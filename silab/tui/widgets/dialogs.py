@@ -307,3 +307,51 @@ class QuitDialog(_Dialog):
 
     def apply(self) -> None:
         self.dismiss(True)
+
+
+def parse_more_rounds(text: str) -> tuple[int | None, str | None]:
+    """'5' -> 5 more rounds; an error for anything but a whole number from 1 to 1000."""
+    text = text.strip()
+    if not re.fullmatch(r"\d+", text) or not 1 <= int(text) <= 1000:
+        return None, f"'{text}' is not a number of rounds from 1 to 1000"
+    return int(text), None
+
+
+class ExtendDialog(_Dialog):
+    """The profile's rounds are done: how many more? The result is that number."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last, self.then = 0, "step"
+
+    def prepare(self, last: int, then: str) -> "ExtendDialog":
+        self.last, self.then = last, then
+        return self
+
+    def on_screen_resume(self) -> None:
+        what = "then run one round" if self.then == "step" else "then run them all"
+        self.query_one("#extend-what", Label).update(
+            f"Rounds 0–{self.last} are done. Extend the run by how many rounds? ({what})")
+        field = self.query_one("#more", Input)
+        field.value = "5"
+        field.focus()
+        field.select_all()
+        self.show_error(None)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="dialog"):
+            yield Label("The run is complete", classes="dialog-title")
+            yield Label("", id="extend-what", classes="hint")
+            with Horizontal(classes="field"):
+                yield Label("more rounds", classes="field-label")
+                yield Input("5", id="more", compact=True)
+            yield Label("", id="error", classes="error")
+            yield Label("enter extend · esc cancel", classes="hint")
+        yield Footer(show_command_palette=False)
+
+    def apply(self) -> None:
+        more, error = parse_more_rounds(self.query_one("#more", Input).value)
+        if error:
+            self.show_error(error)
+            return
+        self.dismiss(more)

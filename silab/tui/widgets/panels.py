@@ -5,12 +5,18 @@ screenshot in a bug report, still says everything.
 """
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import RichLog, Static
 
 from silab.tui.fitting import FitSummary
+
+if TYPE_CHECKING:
+    from silab.theory.summary import Comparison
 from silab.tui.state import (ENGINE_WORDS, PHASE_LABEL, PHASE_UNIT, PHASES, LogLine, RunState,
                              describe_schedule, fmt_duration, fmt_num, fmt_pct)
 
@@ -46,6 +52,8 @@ class StatusLine(Static):
         if state.profile_name and state.profile_name != state.name:
             text.append(f" ({state.profile_name})", style="dim")
         text.append(" │ ")
+        if state.complete and state.engine in ("idle", "finished"):
+            word = "complete"
         text.append(f"[{word}]", style="bold red" if state.engine == "died" else "bold")
         target = f"/{state.target_rounds}" if state.target_rounds is not None else ""
         last = str(state.records[-1]["round"]) if state.records else "—"
@@ -56,19 +64,34 @@ class StatusLine(Static):
 
 
 class ParamTable(Static):
-    """The coupled-model fit: λ, the limits, α/β, R² and held-out error, with 95 % intervals."""
+    """The fit panel. Two views (key f): "models" says which model describes the run (R² per
+    series, forecast error, the shared-rate test, the best model's limits); "coupled" shows the
+    paper's model: λ, the limits, α/β, R² and held-out error, with 95 % intervals."""
+
+    view = "models"
+    _args: tuple = (None, 0)
+
+    def on_resize(self) -> None:  # lines are laid out for the panel's width
+        self.show(*self._args)
 
     def show(self, fit: FitSummary | None, n_rounds: int) -> None:
+        self._args = (fit, n_rounds)
+        comparison = fit.comparison if fit is not None else None
+        if self.view == "models" and comparison is not None:
+            self.update(self._models(comparison))
+        else:
+            self.update(self._coupled(fit, n_rounds))
+
+    def _coupled(self, fit: FitSummary | None, n_rounds: int):
         if fit is None or not fit.ok:
             # No numbers to tabulate: say why in full (a truncated reason helps nobody).
             note = "fitting…" if fit is None else fit.note
-            self.update(Group(Text(f"coupled fit · {n_rounds} rounds", style="bold"),
-                              Text(f"no fit: {note}" if fit is not None else note),
-                              Text("λ, limits, α/β, R² and held-out error appear here "
-                                   "once the fit succeeds.", style="dim")))
-            return
+            return Group(Text(f"coupled fit · {n_rounds} rounds", style="bold"),
+                         Text(f"no fit: {note}" if fit is not None else note),
+                         Text("λ, limits, α/β, R² and held-out error appear here "
+                              "once the fit succeeds.", style="dim"))
         table = Table(box=None, padding=(0, 1), show_edge=False, expand=False, pad_edge=False)
-        table.add_column(f"fit · {fit.n_rounds} rounds", no_wrap=True, overflow="ellipsis",
+        table.add_column(f"coupled · {fit.n_rounds} rounds", no_wrap=True, overflow="ellipsis",
                          min_width=12)
         table.add_column("value", justify="right", no_wrap=True, min_width=6)
         table.add_column("95% interval", justify="right", no_wrap=True, overflow="ellipsis", ratio=1)
@@ -78,11 +101,82 @@ class ParamTable(Static):
             if row is None or row.value is None:
                 table.add_row(name, "—", "")
                 continue
-            ci = "" if row.lo is None or row.hi is None else f"{fmt_num(row.lo)} … {fmt_num(row.hi)}"
-            table.add_row(name, fmt_num(row.value), ci)
+            table.add_row(name, fmt_num(row.value), interval_text(row.lo, row.hi))
         table.add_row("R² (worst)", fmt_num(fit.r2), "")
         table.add_row("held-out MSE", fmt_num(fit.heldout), "")
-        self.update(table)
+        return table
+
+    def _models(self, c: Comparison):
+        if not c.ok:
+            return Group(Text(f"which model · {c.n_rounds} rounds", style="bold"),
+                         Text(c.message),
+                         Text("coupled, exp, power and exp2 are compared here from 5 rounds on; "
+                              "f shows the coupled fit.", style="dim"))
+        width = self.content_size.width or 40
+        table = Table(box=None, padding=(0, 1), show_edge=False, expand=False, pad_edge=False)
+        table.add_column(f"{c.n_rounds} rounds", no_wrap=True, min_width=8)
+        for label in ("R² U_s", "U_v", "G"):
+            table.add_column(label, justify="right", no_wrap=True)
+        table.add_column("roll MSE" if c.scored_by == "rolling" else "last MSE", justify="right",
+                         no_wrap=True)
+        for model, f in c.fits.items():
+            mark = "★" if model == c.best else " "
+            flag = "" if f.converged else "~"
+            table.add_row(f"{mark}{model}{flag}", *(fmt_r2(f.r2.get(s)) for s in
+                                                     ("solver", "verifier", "gap")),
+                          fmt_num(c.forecast_mse.get(model), 2),
+                          style="bold" if model == c.best else "")
+        lines = [table, _line(verdict_text(c, width))]
+        for key, label in (("U_s", "U_s∞"), ("accuracy", "acc∞")):
+            lines.append(_line(limit_text(c, key, label)))
+        return Group(*lines)
+
+
+def interval_text(lo: float | None, hi: float | None) -> str:
+    return "" if lo is None or hi is None else f"{fmt_num(lo)} … {fmt_num(hi)}"
+
+
+def verdict_text(c: Comparison, width: int = 80) -> str:
+    """The panel's one line: the model that forecasts best (★ in the table), the shared-rate test."""
+    if width >= 90:
+        return c.verdict()
+    short = width < 60
+    parts = []
+    if c.best:
+        err, coupled = c.forecast_mse.get(c.best), c.forecast_mse.get("coupled")
+        ratio = (f" ({coupled / err:.1f}×{'' if short else ' coupled'})"
+                 if c.best != "coupled" and coupled and err else "")
+        parts.append(f"★ {'best' if short else 'forecasts best'}{ratio}")
+    if c.shared is not None:
+        parts.append(f"one λ {'rejected' if c.shared_rejected else 'not rejected'} "
+                     f"p {c.shared.p:.1g}")
+    return " · ".join(parts)
+
+
+def limit_text(c: Comparison, key: str, label: str) -> str:
+    """'U_s∞ 0.393 [0.282, 0.504] exp2': a limit, its 95 % interval, the model it is from."""
+    e = c.limits.get(key)
+    if e is None:
+        return f"{label} —"
+    note = c.limit_notes.get(key, "")
+    if note.startswith("not identified"):
+        return f"{label} — ({note})"
+    show = (lambda x: fmt_pct(x, 1)) if key == "accuracy" else fmt_num
+    ci = f" [{show(e.lo)}, {show(e.hi)}]" if math.isfinite(e.lo) and math.isfinite(e.hi) else ""
+    return f"{label} {show(e.value)}{ci} {c.limit_models.get(key, '')}" + (f" · {note}" if note else "")
+
+
+def fmt_r2(x: float | None) -> str:
+    """R² to three decimals without the leading zero (.997), so near-1 values stay apart."""
+    if x is None or not math.isfinite(x):
+        return "—"
+    return f"{x:.3f}".replace("0.", ".", 1) if 0 <= x < 1 else f"{x:.2f}"
+
+
+def _line(text: str) -> Text:
+    line = Text(text)
+    line.no_wrap, line.overflow = True, "ellipsis"
+    return line
 
 
 class HistoryTable(Static):
@@ -147,6 +241,8 @@ class RoundPanel(Static):
             head = f"engine not running · next round {state.next_round or 0}"
         elif state.engine == "view":
             head = f"read-only · {state.rounds_done} rounds"
+        elif state.complete and state.engine in ("idle", "finished", "starting"):
+            head = f"run complete · rounds 0–{state.records[-1]['round']} · n/r: extend"
         else:
             head = f"idle · next round {state.next_round if state.next_round is not None else 0}{target}"
         lines.append(Text(head, style="bold"))

@@ -1,0 +1,114 @@
+"""The lab as a research instrument: the fit panel's model comparison, the finished run and its
+extension, help, the command palette and screenshots (pilot tests, public Textual API only)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from rich.console import Console
+from textual.widgets import Static
+
+from silab.tui.app import SilabApp
+from silab.tui.widgets import ExtendDialog, ParamTable, RoundPanel, StatusLine
+from silab.tui.widgets.dialogs import parse_more_rounds
+from silab.tui.widgets.help import HelpScreen
+from test_tui_app import engine, idle, run_async, screen_text, wait_until, TARGET  # noqa: F401
+
+TINY = Path(__file__).parent / "data" / "recorded_tiny"
+
+
+def text_of(widget: Static, width: int | None = None) -> str:
+    """A Static's content as plain text, rendered at the widget's width."""
+    console = Console(width=width or max(widget.size.width, 40), record=True, file=open("/dev/null", "w"))
+    console.print(widget.content)
+    return console.export_text()
+
+
+def copy_run(tmp_path: Path) -> Path:
+    run = tmp_path / "tiny"
+    shutil.copytree(TINY, run)
+    return run
+
+
+@run_async
+async def test_fit_panel_says_which_model_describes_the_run(tmp_path):
+    app = SilabApp(TINY, view_only=True)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+        panel = app.query_one(ParamTable)
+        text = text_of(panel)
+        for model in ("coupled", "exp", "power", "exp2"):
+            assert model in text
+        best = app.fit.comparison.best
+        assert f"★{best}" in text and "one λ rejected" in text
+        assert "U_s∞" in text and "acc∞" in text and best in text.split("U_s∞")[1]
+        await pilot.press("f")                          # the paper's coupled fit
+        text = text_of(panel)
+        assert "coupled · 11 rounds" in text and "α/β" in text and "held-out MSE" in text
+        await pilot.press("f")
+        assert "★" in text_of(panel)
+
+
+@run_async
+async def test_help_palette_and_screenshot(tmp_path):
+    run = copy_run(tmp_path)
+    app = SilabApp(run, view_only=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = text_of(app.screen.query_one("#help Static"), 100)
+        for word in ("U_s", "U_v", "G∞", "α/β", "λ", "η", "rounds.jsonl", str(run)):
+            assert word in text
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("q")                          # closes help, does not quit the lab
+        assert app.is_running and not isinstance(app.screen, HelpScreen)
+
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Fit view", "Help", "Screenshot"} <= titles and "Step" not in titles  # read-only
+
+        await pilot.press("w")
+        await pilot.pause(0.1)
+        shots = list(run.glob("screenshot-*.svg"))
+        assert len(shots) == 1 and shots[0].stat().st_size > 10_000
+        assert "<svg" in shots[0].read_text()[:200]
+
+
+def test_more_rounds_are_checked():
+    assert parse_more_rounds(" 3 ") == (3, None)
+    for bad in ("0", "-2", "x", "1.5", "5000"):
+        assert parse_more_rounds(bad)[0] is None
+
+
+@run_async
+async def test_finished_run_says_so_and_extends(engine, tmp_path):
+    run = tmp_path / "run"
+    app = engine.app(run)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, idle(app), "the engine to wait")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: app.state.rounds_done == TARGET + 1 and idle(app)(),
+                         "the profile's rounds")
+        assert app.state.complete
+        assert "[complete]" in text_of(app.query_one(StatusLine), 100)
+        head = text_of(app.query_one(RoundPanel), 60)
+        assert f"run complete · rounds 0–{TARGET}" in head and "n/r: extend" in head
+        assert f"next round {TARGET + 1} of {TARGET}" not in head
+        assert app.check_action("run", ()) and "Run" in {c.title for c in
+                                                          app.get_system_commands(app.screen)}
+        await pilot.press("n")
+        assert isinstance(app.screen, ExtendDialog)
+        await pilot.press("2", "enter")                 # two more rounds; n runs one of them
+        await wait_until(pilot, lambda: app.state.rounds_done == TARGET + 2 and idle(app)(),
+                         "one more round")
+        assert app.state.target_rounds == TARGET + 2 and not app.state.complete
+        assert f"rounds = {TARGET + 2}" in (run / "profile.toml").read_text()
+        await pilot.press("r")                          # the rest, no question asked
+        await wait_until(pilot, lambda: app.state.rounds_done == TARGET + 3 and idle(app)(),
+                         "the extended run")
+        assert app.state.complete
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running, "the app to exit", 30)
