@@ -207,9 +207,6 @@ def _check_profile(p: Profile, where: str) -> None:
     """Cross-field rules that a single key's range cannot express."""
     if p.model.path == "organism" and p.task.name != "arith":
         raise UsageError(f"{where}: key 'model.path' = \"organism\" needs task.name = \"arith\"")
-    if p.model.backend == "vllm" and p.model.dtype == "float32":
-        raise UsageError(f"{where}: key 'model.dtype' = float32: the vllm backend serves LoRA in bfloat16 "
-                         f"or float16; set model.dtype = \"bfloat16\"")
     if p.model.data_parallel_size > 1 and p.model.distributed_executor_backend == "ray":
         raise UsageError(f"{where}: key 'model.data_parallel_size' > 1 starts local replicas; with Ray "
                          f"use tensor_parallel_size / pipeline_parallel_size")
