@@ -148,11 +148,14 @@ def cmd_sweep(argv: list[str]) -> int:
 
 
 def cmd_view(argv: list[str]) -> int:
-    parser = Parser(prog="silab view", description="Open a finished run read-only (no engine).")
-    parser.add_argument("run_dir")
+    parser = Parser(prog="silab view", description="Open runs read-only (no engine): the first as "
+                    "the run, the others drawn beside it; a sweep's folder opens with all its arms.")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN")
     args = parser.parse_args(argv)
+    from silab.runs import expand_runs
     from silab.tui.app import run_app
-    return run_app(run_dir=Path(args.run_dir), view_only=True)
+    first, *others = expand_runs(args.run_dirs)
+    return run_app(run_dir=first, view_only=True, references=others)
 
 
 def cmd_lab(argv: list[str]) -> int:

@@ -137,3 +137,35 @@ class RunDir:
 def default_run_dir(run_root: str, profile_name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path(run_root) / f"{profile_name}-{stamp}"
+
+
+ARM_ORDER = ("none", "early", "uniform", "late")   # a sweep's arms, control first
+
+
+def _arm_key(path: Path) -> tuple:
+    arm, _, seed = path.name.rpartition("-s")
+    order = ARM_ORDER.index(arm) if arm in ARM_ORDER else len(ARM_ORDER)
+    return (int(seed) if seed.isdigit() else 0, order, path.name)
+
+
+def expand_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run folders as named; a folder of runs (a sweep's) as all of them, control arm first."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if is_run(path):
+            out.append(path)
+            continue
+        if not path.is_dir():
+            raise UsageError(f"{path}: no such run folder")
+        inner = sorted((p for p in path.iterdir() if p.is_dir() and is_run(p)), key=_arm_key)
+        if not inner:
+            raise UsageError(f"{path}: not a silab run folder (no profile.toml and manifest.json) "
+                             "nor a folder of runs such as a sweep's")
+        out += inner
+    return out
+
+
+def run_labels(paths: list[Path]) -> list[str]:
+    """Short names for a legend: the folder name, with its parent's where names repeat."""
+    names = [p.name for p in paths]
+    return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]

@@ -1,8 +1,10 @@
-"""`silab fit PATH [--model coupled|exp|power|exp2|all] [--holdout K] [--json]`
+"""`silab fit PATH [PATH …] [--model coupled|exp|power|exp2|all] [--holdout K] [--json]`
 
-PATH is a run folder (its rounds.jsonl) or a long CSV (panel?, series, t, value). The default output
-is a table per panel; --json prints one object {panel: {"models": {...}, "linearity": {...},
-"rolling": {...}, "limit": {...}, "notes": [...]}} with null for anything not computable.
+PATH is a run folder (its rounds.jsonl), a folder of runs (a sweep's: each arm) or a long CSV
+(panel?, series, t, value). One panel: a table; several: their fits side by side, one column each.
+--json prints one object {panel: {"models": {...}, "linearity": {...}, "rolling": {...},
+"limit": {...}, "notes": [...]}} with null for anything not computable (panels of several paths
+are named PATH:panel).
 Bad input prints one line `silab fit: error: <file>: <what>` and returns 2.
 """
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import math
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +29,8 @@ PROG = "silab fit"
 def _parser() -> argparse.ArgumentParser:
     p = UsageParser(prog=PROG, description="Fit the solver-verifier dynamics of a run or a CSV of "
                 "curves, forecast the limit and compare models (Sun et al., arXiv 2507.00075).")
-    p.add_argument("path", help="run folder, rounds.jsonl, or CSV with columns "
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="run folder, folder of runs (a sweep), rounds.jsonl, or CSV with columns "
                    "[panel,] series (solver|verifier|gap), t, value")
     p.add_argument("--model", default="all", choices=[*MODELS, "all"],
                    help="model to fit (default: all, with a rolling-origin comparison)")
@@ -45,14 +49,14 @@ def main(argv: list[str]) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     try:
-        panels = load(args.path)
+        panels = load_all(args.paths)
         if args.holdout < 0:
-            raise UsageError(f"{args.path}: --holdout must be >= 0, got {args.holdout}")
+            raise UsageError(f"{args.paths[0]}: --holdout must be >= 0, got {args.holdout}")
         for name, panel in panels.items():
             shortest = min(len(c) for c in panel.values())
             if args.holdout and shortest - args.holdout < 2:
-                raise UsageError(f"{args.path}: --holdout {args.holdout} leaves fewer than 2 "
-                                 f"points to fit in panel {name!r} ({shortest} points)")
+                raise UsageError(f"{name}: --holdout {args.holdout} leaves fewer than 2 "
+                                 f"points to fit ({shortest} points)")
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -62,9 +66,64 @@ def main(argv: list[str]) -> int:
         reports = {name: report(panel, models, args.holdout) for name, panel in panels.items()}
     if args.json:
         print(json.dumps({name: to_json(r) for name, r in reports.items()}))
+    elif len(reports) > 1:
+        print(side_by_side(panels, reports))
     else:
         print("\n\n".join(format_report(name, r, args.holdout) for name, r in reports.items()))
     return 0
+
+
+def load_all(paths: list[str]) -> dict[str, dict]:
+    """Panels of every path; a folder of run folders stands for its runs (a sweep's arms)."""
+    expanded = []
+    for path in map(Path, paths):
+        runs = sorted(p for p in path.iterdir() if (p / "rounds.jsonl").is_file()) \
+            if path.is_dir() and not (path / "rounds.jsonl").is_file() else []
+        expanded += runs or [path]
+    out = {}
+    for path in expanded:
+        for name, panel in load(path).items():
+            label = name if len(expanded) == 1 else (path.name if name == "run" else f"{path.name}:{name}")
+            out[label] = panel
+    return out
+
+
+def side_by_side(panels: dict[str, dict], reports: dict[str, PanelReport]) -> str:
+    """One column per panel: the best model, the shared-rate test, the coupled fit, the limits."""
+    from silab.theory.summary import best_limits
+
+    rows: dict[str, list[str]] = {}
+
+    def add(label: str, cell: str) -> None:
+        rows.setdefault(label, []).append(cell)
+
+    for name, r in reports.items():
+        add("points (solver)", str(r.n_points.get("solver", 0)))
+        best = r.rolling.best if r.rolling else None
+        add("best forecast (rolling MSE)", f"{best} ({_g(r.rolling.mse[best], 3)})" if best else "-")
+        sh = r.shared_rate
+        add("one shared rate", "-" if sh is None else
+            f"{'rejected' if sh.p < 0.05 else 'kept'} (p {sh.p:.2g})")
+        c = r.fits.get("coupled")
+        for key, label in (("lambda", "coupled λ"), ("U_s_inf", "coupled U_s∞"),
+                           ("U_v_inf", "coupled U_v∞"), ("G_inf", "coupled G∞"),
+                           ("alpha_over_beta", "coupled α/β")):
+            add(label, _interval(Estimate.of(c, key)) if c and key in c.params else "-")
+        add("coupled R² s/v/g", "/".join(_g(c.r2.get(s), 3) for s in ("solver", "verifier", "gap"))
+            if c else "-")
+        limits, used, notes = (best_limits(best, r.fits[best], panels[name]) if best
+                               else ({}, {}, {}))
+        for key, label in (("U_s", "best U_s∞"), ("U_v", "best U_v∞"), ("accuracy", "best accuracy∞")):
+            e = limits.get(key)
+            add(label, "-" if e is None or key in notes and "not identified" in notes[key]
+                else f"{_interval(e)} {used[key]}")
+    width = max(len(k) for k in rows) + 2
+    cols = [max(len(name), *(len(v[i]) for v in rows.values())) + 2
+            for i, name in enumerate(reports)]
+    lines = [" " * width + "".join(f"{n:<{w}}" for n, w in zip(reports, cols))]
+    lines += [f"{label:<{width}}" + "".join(f"{v:<{w}}" for v, w in zip(values, cols))
+              for label, values in rows.items()]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -157,12 +157,12 @@ def _compare_run(records: list[dict], models: tuple[str, ...]) -> Comparison:
     best = min(scored, key=scored.get) if scored else None
     shared = (shared_rate(curves, fits["coupled"], fits["exp"])
               if {"coupled", "exp"} <= set(fits) else None)
-    limits, used, notes = _limits(best, fits[best], panel) if best else ({}, {}, {})
+    limits, used, notes = best_limits(best, fits[best], panel) if best else ({}, {}, {})
     return Comparison(True, "", n, fits, scores, scored_by, roll, held, shared, best, limits,
                       used, notes)
 
 
-def _limits(model: str, f: ModelFit, panel) -> tuple[dict, dict, dict]:
+def best_limits(model: str, f: ModelFit, panel) -> tuple[dict, dict, dict]:
     """The best model's limits, the model each came from, and a note where one is not to be
     trusted (no saturation in sight, or no interval)."""
     out, used, notes = {}, {}, {}

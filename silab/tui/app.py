@@ -22,12 +22,12 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from silab.errors import UsageError
-from silab.runs import is_run, read_records
+from silab.runs import is_run, read_records, run_labels
 from silab.tui.client import EngineClient, engine_argv
 from silab.tui.fitting import FitSummary, fit_records
 from silab.tui.messages import EngineEvent, EngineExited, EngineOutput, FitReady
 from silab.tui.state import LogLine, RunState, read_profile
-from silab.tui.widgets import (AccuracyChart, EventLog, ExtendDialog, HistoryTable, InjectDialog,
+from silab.tui.widgets import (AccuracyChart, AddRunDialog, EventLog, ExtendDialog, HistoryTable, InjectDialog,
                                NllChart, ParamTable, QuitDialog, RoundPanel, SettingsDialog,
                                StatusLine)
 from silab.tui.widgets.help import HelpScreen
@@ -45,6 +45,7 @@ PALETTE = [  # (action, title, what it does): the command palette's entries
     ("inject", "Inject external data", "rounds and share η, or a preset schedule"),
     ("restart", "Restart the engine", "from the last completed round"),
     ("fit_view", "Fit view", "which model describes the run ↔ the coupled fit"),
+    ("add_run", "Add reference runs", "a run or a sweep's folder, drawn beside this run"),
     ("screenshot", "Screenshot", "save the lab as SVG into the run folder"),
     ("help", "Help", "keys, symbols, panels and files"),
 ]
@@ -66,6 +67,7 @@ class SilabApp(App[int]):
         Binding("i", "inject", "Inject"),
         Binding("e", "restart", "Restart"),
         Binding("f", "fit_view", "Fit"),
+        Binding("a", "add_run", "Add run", show=False),
         Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("w", "screenshot", "Screenshot", show=False),
         Binding("q", "quit_lab", "Quit"),
@@ -77,6 +79,7 @@ class SilabApp(App[int]):
                  overrides: Sequence[str] = (), view_only: bool = False,
                  profile_data: dict[str, Any] | None = None,
                  engine_command: EngineCommand | None = None,
+                 references: Sequence[Path] = (),
                  stop_grace: float = 10.0) -> None:
         super().__init__()
         self.run_dir = Path(run_dir)
@@ -93,7 +96,10 @@ class SilabApp(App[int]):
         self._pending_progress: dict[str, Any] | None = None
         self._history: list[dict[str, Any]] = []
         self._binding_sig: tuple = ()
+        self.references: list[Path] = [Path(p) for p in references]
+        self.refs: list[tuple[str, list[dict[str, Any]]]] = []
         self.state = self._load_state()
+        self.load_references()
 
     # ------------------------------------------------------------------ state from disk
     def _load_state(self) -> RunState:
@@ -155,10 +161,15 @@ class SilabApp(App[int]):
             self._binding_sig = sig
             self.refresh_bindings()
 
+    def load_references(self) -> None:
+        """(Re)read the reference runs' rounds: they may be running themselves."""
+        self.refs = [(label, read_records(path)) for label, path in
+                     zip(run_labels(self.references), self.references)]
+
     def refresh_charts(self) -> None:
         records, target = self.state.records, self.state.target_rounds
-        self.query_one(NllChart).set_data(records, target, fit=self.fit)
-        self.query_one(AccuracyChart).set_data(records, target)
+        self.query_one(NllChart).set_data(records, target, fit=self.fit, refs=self.refs)
+        self.query_one(AccuracyChart).set_data(records, target, refs=self.refs)
 
     def log_line(self, text: str, *, error: bool = False, kind: str = "ui") -> None:
         """A line from the UI itself: unstamped (stamps are event times, from the engine)."""
@@ -228,6 +239,7 @@ class SilabApp(App[int]):
             self.query_one(RoundPanel).show(self.state)
             return
         if event.get("event") == "round_finished":
+            self.load_references()
             self.refresh_charts()
             self.start_fit()
         if event.get("event") in ("run_started", "settings_changed", "plan_changed"):
@@ -278,7 +290,8 @@ class SilabApp(App[int]):
         """The installed dialog `name`, built on first use and reused after (fast to reopen)."""
         if not self.is_screen_installed(name):
             self.install_screen({"settings": SettingsDialog, "inject": InjectDialog,
-                                 "quit": QuitDialog, "extend": ExtendDialog}[name](), name)
+                                 "quit": QuitDialog, "extend": ExtendDialog,
+                                 "add_run": AddRunDialog}[name](), name)
         return self.get_screen(name)
 
     # ------------------------------------------------------------------ bindings
@@ -351,6 +364,17 @@ class SilabApp(App[int]):
                 await self.send({"cmd": "inject", "schedule": schedule}, f"inject external data: {schedule}")
         self.push_screen(self.dialog("inject").prepare(self.profile_data, st.schedule, first_open,
                                                        st.target_rounds, st.n_external), done)
+
+    def action_add_run(self) -> None:
+        def done(paths: list[Path] | None) -> None:
+            if not paths:
+                return
+            new = [p for p in paths if p not in self.references and p != self.run_dir]
+            self.references += new
+            self.load_references()
+            self.refresh_charts()
+            self.log_line("reference runs: " + (", ".join(str(p) for p in new) or "already shown"))
+        self.push_screen(self.dialog("add_run"), done)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.run_dir))
@@ -428,7 +452,8 @@ def _check_new_run_dir(run_dir: Path) -> None:
 
 
 def run_app(*, run_dir: Path | None = None, new_profile: str | None = None,
-            overrides: Sequence[str] = (), resume: bool = False, view_only: bool = False) -> int:
+            overrides: Sequence[str] = (), resume: bool = False, view_only: bool = False,
+            references: Sequence[Path] = ()) -> int:
     """Open the lab on run_dir; returns the exit code. Bad input raises UsageError first.
 
     new run (default): the profile (NAME or PATH; None = the default profile) and --set overrides
@@ -436,6 +461,7 @@ def run_app(*, run_dir: Path | None = None, new_profile: str | None = None,
       run_dir None = RUN_ROOT/NAME-YYYYmmdd-HHMMSS from the profile, as `silab run` names it.
     resume=True: run_dir must be a run; its history is shown at once and the engine resumes it.
     view_only=True: run_dir must be a run; no engine, the steering keys are absent.
+    references: runs drawn beside this one (checked by silab.runs.expand_runs).
     """
     if (view_only or resume) and run_dir is None:
         raise UsageError("a run folder is needed to resume or view a run")
@@ -446,7 +472,7 @@ def run_app(*, run_dir: Path | None = None, new_profile: str | None = None,
             raise UsageError(f"{run_dir}: no such run folder")
         if not is_run(run_dir):
             raise UsageError(f"{run_dir}: not a silab run folder (no profile.toml and manifest.json)")
-        app = SilabApp(run_dir, view_only=view_only)
+        app = SilabApp(run_dir, view_only=view_only, references=references)
     else:
         from silab.config import load_profile, resolve_profile_path
 

@@ -1,4 +1,5 @@
-"""Modal dialogs: next-round settings, the external-data plan, and quitting mid-round.
+"""Modal dialogs: next-round settings, the external-data plan, quitting mid-round, extending a
+finished run and adding reference runs.
 
 Input is validated with the profile's own rules (silab.config), the same ones `--set` uses,
 before any command reaches the engine; the engine validates again and records what it accepts.
@@ -6,6 +7,7 @@ before any command reaches the engine; the engine validates again and records wh
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from textual.app import ComposeResult
@@ -355,3 +357,39 @@ class ExtendDialog(_Dialog):
             self.show_error(error)
             return
         self.dismiss(more)
+
+
+class AddRunDialog(_Dialog):
+    """A run folder (or a sweep's folder: all its arms) to draw beside this run."""
+
+    def on_screen_resume(self) -> None:
+        field = self.query_one("#ref-path", Input)
+        field.value = ""
+        field.focus()
+        self.show_error(None)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="dialog"):
+            yield Label("Add reference runs", classes="dialog-title")
+            yield Label("A run folder, or a folder of runs (a sweep's: all its arms). Their "
+                        "curves are drawn with digits 1, 2, … beside this run.", classes="hint")
+            with Horizontal(classes="field"):
+                yield Label("folder", classes="field-label")
+                yield Input("", placeholder="logs/tiny-…", id="ref-path", compact=True)
+            yield Label("", id="error", classes="error")
+            yield Label("enter add · esc cancel", classes="hint")
+        yield Footer(show_command_palette=False)
+
+    def apply(self) -> None:
+        from silab.runs import expand_runs
+
+        text = self.query_one("#ref-path", Input).value.strip()
+        if not text:
+            self.show_error("give a run folder")
+            return
+        try:
+            paths = expand_runs([Path(text).expanduser()])
+        except UsageError as err:
+            self.show_error(str(err))
+            return
+        self.dismiss(paths)

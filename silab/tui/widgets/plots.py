@@ -1,7 +1,8 @@
 """Plots drawn with plotext (6.x figure API) straight into a widget, at the widget's size.
 
 Each series has its own letter (S, V, G, T, …) so the plots read without colour; fitted curves
-are thin braille lines that run through their series' letters and on to the forecast.
+are thin braille lines that run through their series' letters and on to the forecast. Reference
+runs (silab view A B …, key a) are drawn with the digit of their place in the legend.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ _PLOTEXT_LOCK = threading.Lock()
 NLL_SERIES = [("U_s", "S", 12, "U_s"), ("U_v", "V", 10, "U_v"), ("G", "G", 9, "G")]
 ACC_SERIES = [("test_acc", "T", 12, "test"), ("solver_acc", "S", 10, "solver"),
               ("verifier_acc", "V", 9, "verif"), ("pass_at_k", "P", 13, "pass@k")]
+REF_COLOURS = (208, 141, 44, 178, 167, 79)   # reference runs, beside the main run's colours
 
 
 def _x_ticks(lo: int, hi: int, width: int) -> list[int]:
@@ -51,6 +53,7 @@ class PlotextChart(Widget):
         self.target_rounds: int | None = None
         self._version = 0
         self._cache: tuple[Any, Any] | None = None
+        self.refs: list[tuple[str, list[dict[str, Any]]]] = []   # reference runs: (label, records)
 
     def set_data(self, records: list[dict[str, Any]], target_rounds: int | None, **extra: Any) -> None:
         self.records = list(records)
@@ -77,14 +80,15 @@ class PlotextChart(Widget):
         key = (width, height, self._version)
         if self._cache and self._cache[0] == key:
             return self._cache[1]
-        legend = self.legend()
-        legend.no_wrap, legend.overflow = True, "ellipsis"
+        legends = [self.legend()] + ([ref_legend(self.refs)] if self.refs else [])
+        for legend in legends:
+            legend.no_wrap, legend.overflow = True, "ellipsis"
         body: Text
-        if width < 16 or height < 5:
+        if width < 16 or height < 4 + len(legends):
             body = Text("(too small to plot)")
         else:
-            body = self._build(width, height - 1)
-        out = Group(legend, body)
+            body = self._build(width, height - len(legends))
+        out = Group(*legends, body)
         self._cache = (key, out)
         return out
 
@@ -111,6 +115,40 @@ class PlotextChart(Widget):
         return body
 
 
+def ref_legend(refs: list[tuple[str, list[dict[str, Any]]]]) -> Text:
+    """'refs 1 early-s0 2 late-s0': reference run k is drawn with the digit k."""
+    text = Text("refs ", style="bold")
+    for k, (label, _records) in enumerate(refs, start=1):
+        text.append(str(k % 10), style=f"bold color({REF_COLOURS[(k - 1) % len(REF_COLOURS)]})")
+        text.append(f" {label} ")
+    return text
+
+
+def draw_refs(fig: Any, plt: Any, refs, series: list[tuple[str, str]]) -> None:
+    """Reference runs: a thin line per series through digit markers (ref k: the digit k)."""
+    for k, (_label, records) in enumerate(refs, start=1):
+        colour = REF_COLOURS[(k - 1) % len(REF_COLOURS)]
+        for key, side in series:
+            pts = [(r["round"], value_of(r, key)) for r in records]
+            pts = [(x, y) for x, y in pts if y is not None]
+            if not pts:
+                continue
+            xs, ys = (list(v) for v in zip(*pts))
+            if len(pts) > 1:
+                fig.draw(fig.signal(xs, ys, marker=plt.marker("braille", pixel=colour),
+                                    yside=side).lines())
+            fig.draw(fig.signal(xs, ys, marker=plt.marker(str(k % 10), pixel=colour), yside=side))
+
+
+def value_of(record: dict[str, Any], key: str) -> float | None:
+    v = record.get(key)
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def last_round(*record_lists: list[dict[str, Any]]) -> int:
+    return max((r[-1]["round"] for r in record_lists if r), default=0)
+
+
 class NllChart(PlotextChart):
     """U_s, U_v (left axis) and G (right axis) per round, with the fitted curves and forecast."""
 
@@ -131,7 +169,7 @@ class NllChart(PlotextChart):
         return text
 
     def horizon(self) -> int:
-        last = self.records[-1]["round"] if self.records else 0
+        last = last_round(self.records, *(r for _l, r in self.refs))
         hi = max(self.target_rounds or 0, last + 1, 3)
         lam = self.fit.param("λ") if self.fit else None
         if lam and lam > 0:  # forecast until ~95 % of the way to the limit, within reason
@@ -157,7 +195,8 @@ class NllChart(PlotextChart):
                 if ys and len(ys) == len(ts) and _finite(ys):
                     fig.draw(fig.signal(ts, ys, marker=plt.marker("braille", pixel=colour),
                                         yside="right" if key == "G" else "left").lines())
-        for key, letter, colour, _label in NLL_SERIES:
+        draw_refs(fig, plt, self.refs, [("U_s", "left"), ("U_v", "left"), ("G", "right")])
+        for key, letter, colour, _label in NLL_SERIES:  # the run itself on top
             pts = [(r["round"], r.get(key)) for r in self.records]
             pts = [(x, y) for x, y in pts if isinstance(y, (int, float)) and math.isfinite(y)]
             if pts:
@@ -204,12 +243,13 @@ class AccuracyChart(PlotextChart):
     def draw(self, fig: Any, plt: Any, width: int) -> bool:
         if not self.records:
             return False
-        last = self.records[-1]["round"]
+        last = last_round(self.records, *(r for _l, r in self.refs))
         hi = max(self.target_rounds or 0, last + 1, 3)
         fig.ruler("x").lim(0, hi)
         fig.ruler("x").ticks(_x_ticks(0, hi, width))
         fig.ruler("y").lim(0, 1)
         fig.ruler("y").ticks([0, 0.5, 1], ["0%", "50%", "100%"])
+        draw_refs(fig, plt, self.refs, [("test_acc", "left")])
         for key, letter, colour, _label in ACC_SERIES:
             pts = self._values(key)
             if not pts:
