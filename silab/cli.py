@@ -13,7 +13,7 @@ from pathlib import Path
 
 from silab.errors import UsageError, UsageParser as Parser
 
-COMMANDS = ("run", "fit", "profiles", "view", "sweep")
+COMMANDS = ("run", "fit", "profiles", "view", "sweep", "plot", "export")
 
 
 def add_profile_args(parser: argparse.ArgumentParser) -> None:
@@ -158,9 +158,37 @@ def cmd_view(argv: list[str]) -> int:
     return run_app(run_dir=first, view_only=True, references=others)
 
 
+def cmd_plot(argv: list[str]) -> int:
+    parser = Parser(prog="silab plot", description="Draw the paper's panels (U_s, U_v, G with the fit "
+                    "and its forecast; accuracies; pass@k) for one or more runs (a sweep's folder: its "
+                    "arms) into a PNG, PDF or SVG file.")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.png, .pdf or .svg")
+    args = parser.parse_args(argv)
+    from silab.figures import plot_runs
+    print(f"wrote {plot_runs(args.run_dirs, Path(args.output))}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(argv: list[str]) -> int:
+    parser = Parser(prog="silab export", description="Write a run's rounds as a table (one row per "
+                    "round; nested keys flattened with dots).")
+    parser.add_argument("run_dir", metavar="RUN")
+    parser.add_argument("--csv", action="store_true", required=True, help="as CSV (the one format)")
+    parser.add_argument("-o", "--output", metavar="FILE", help="default RUN/rounds.csv; - for stdout")
+    args = parser.parse_args(argv)
+    from silab.runs.export import export_csv
+    out = export_csv(Path(args.run_dir), Path(args.output) if args.output and args.output != "-"
+                     else args.output)
+    if out is not None:
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_lab(argv: list[str]) -> int:
+
     parser = Parser(prog="silab", description="The silab lab: a terminal UI that drives self-improvement "
-                    "rounds. Subcommands: run, fit, sweep, profiles, view (silab COMMAND --help).")
+                    "rounds. Subcommands: run, fit, sweep, profiles, view, plot, export (silab COMMAND --help).")
     add_profile_args(parser)
     parser.add_argument("--resume", metavar="RUN_DIR", help="reopen a run with its history")
     args = parser.parse_args(argv)
@@ -181,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv and argv[0] in COMMANDS else None
     handler = {"run": cmd_run, "fit": cmd_fit, "profiles": cmd_profiles, "view": cmd_view,
-               "sweep": cmd_sweep}.get(command, cmd_lab)
+               "sweep": cmd_sweep, "plot": cmd_plot, "export": cmd_export}.get(command, cmd_lab)
     try:
         code = handler(argv[1:] if command else argv)
     except UsageError as e:
