@@ -13,7 +13,7 @@ from pathlib import Path
 
 from silab.errors import UsageError, UsageParser as Parser
 
-COMMANDS = ("run", "fit", "profiles", "view", "sweep", "plot", "export")
+COMMANDS = ("run", "fit", "profiles", "view", "sweep", "doctor", "plot", "export")
 
 
 def add_profile_args(parser: argparse.ArgumentParser) -> None:
@@ -158,6 +158,30 @@ def cmd_view(argv: list[str]) -> int:
     return run_app(run_dir=first, view_only=True, references=others)
 
 
+def cmd_doctor(argv: list[str]) -> int:
+    parser = Parser(prog="silab doctor", description="Versions, devices and a self-test (about a minute) of "
+                    "the profile's backend on a micro model of its family: sample, judge, train, adapters, "
+                    "sleep/wake (CUDA), hf vs vLLM log-probs. Exit 0 when every check passes, 1 otherwise.")
+    parser.add_argument("--profile", help="profile name or .toml path (default: tiny)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a profile key, e.g. --set model.backend=vllm (repeatable)")
+    args = parser.parse_args(argv)
+    from silab.config import load_profile
+    profile = load_profile(args.profile, args.overrides)
+    from silab.engine import doctor
+    from silab.engine.session import check_runtime
+    for line in doctor.versions() + doctor.devices():
+        print(line, flush=True)
+    check_runtime(profile)  # a missing vLLM or CUDA is bad input, as for a run
+    print(f"self-test: profile {profile.name}, {profile.model.backend} backend, {profile.model.device}, "
+          f"{profile.model.dtype}", flush=True)
+    marks = {True: "ok  ", False: "FAIL", None: "skip"}
+    checks = doctor.self_test(profile, lambda c: print(f"  {marks[c.ok]} {c.name}: {c.detail}", flush=True))
+    failed = [c.name for c in checks if c.ok is False]
+    print("verdict: " + (f"FAILED ({', '.join(failed)})" if failed else "all checks passed"))
+    return 1 if failed else 0
+
+
 def cmd_plot(argv: list[str]) -> int:
     parser = Parser(prog="silab plot", description="Draw the paper's panels (U_s, U_v, G with the fit "
                     "and its forecast; accuracies; pass@k) for one or more runs (a sweep's folder: its "
@@ -188,7 +212,7 @@ def cmd_export(argv: list[str]) -> int:
 def cmd_lab(argv: list[str]) -> int:
 
     parser = Parser(prog="silab", description="The silab lab: a terminal UI that drives self-improvement "
-                    "rounds. Subcommands: run, fit, sweep, profiles, view, plot, export (silab COMMAND --help).")
+                    "rounds. Subcommands: run, fit, sweep, profiles, view, doctor, plot, export (silab COMMAND --help).")
     add_profile_args(parser)
     parser.add_argument("--resume", metavar="RUN_DIR", help="reopen a run with its history")
     args = parser.parse_args(argv)
@@ -209,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv and argv[0] in COMMANDS else None
     handler = {"run": cmd_run, "fit": cmd_fit, "profiles": cmd_profiles, "view": cmd_view,
-               "sweep": cmd_sweep, "plot": cmd_plot, "export": cmd_export}.get(command, cmd_lab)
+               "sweep": cmd_sweep, "doctor": cmd_doctor, "plot": cmd_plot,
+               "export": cmd_export}.get(command, cmd_lab)
     try:
         code = handler(argv[1:] if command else argv)
     except UsageError as e:
