@@ -169,3 +169,29 @@ def test_a_non_empty_sweep_folder_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli_main(["sweep", "--profile", str(MICRO_PROFILE), "--out", str(tmp_path / "s")])
     assert exit_.value.code == 2 and "exists and is not empty" in capsys.readouterr().err
+
+
+def test_verdict_compares_the_fitted_limits_with_a_test_sized_for_the_arms(tmp_path):
+    """On recorded curves (arms = the organism run scaled): each arm's U_s∞ with its interval,
+    the homogeneity test, and the first-order caveat of Prop. 5.1."""
+    from silab.engine.sweep import parse_schedules, summarize, theory_view
+    from test_lab_runs import make_sweep
+
+    out = make_sweep(tmp_path)
+    arms = parse_schedules("early,late", 10)
+    runs = {a.label: [out / f"{a.folder}-s0"] for a in arms}
+    summary = summarize(arms, runs, 256)
+    for arm in arms:
+        lim = summary[arm.label]["limits"]["U_s_inf"]
+        assert lim["lo"] < lim["mean"] < lim["hi"] and lim["how"] == "fit"
+    assert summary["early"]["limits"]["U_s_inf"]["mean"] == pytest.approx(
+        0.8 * summary["none"]["limits"]["U_s_inf"]["mean"], rel=1e-3)
+    view = theory_view(arms, summary, 1)
+    text = view["verdict"]
+    assert "first order" in text and "Π_t (1 + γη_t)" in text and "not the final-round U_s" in text
+    assert "Fitted U_s∞: early" in text and view["limits_test"]["method"].startswith("Cochran")
+    assert view["limits_test"]["dof"] == [1]
+    table = render({"out": str(out), "profile": "tiny", "rounds": 10, "seeds": [0], "n_external": 256,
+                    "schedules": [a.label for a in arms], "arms": summary, "theory": view,
+                    "seconds": 1.0})
+    assert "fitted limits" in table and "U_s∞" in table

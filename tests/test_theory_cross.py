@@ -113,3 +113,25 @@ def test_fit_gamma_says_when_gamma_is_not_identified():
     assert not f.converged and math.isnan(f.gamma) and "no external data" in f.message
     with pytest.raises(ValueError, match="one length"):
         fit_gamma("early", run.U_s, run.U_v[:-1], run.U_s, run.U_v)
+
+
+@pytest.mark.parametrize("n_arms", [2, 4, 6])
+def test_limits_test_keeps_its_size_whatever_the_number_of_arms(n_arms):
+    """Equal limits: 5 % rejections with 3 seeds per arm (ANOVA) and with one fit per arm and
+    unequal standard errors (Cochran's Q); the old rule, spread > 2√2·se, drifts with the arms."""
+    from silab.theory.cross import limits_agree
+
+    rng = np.random.default_rng(n_arms)
+    trials, anova, cochran, spread = 2000, 0, 0, 0
+    se = {f"a{i}": 0.01 * (1 + i) for i in range(n_arms)}
+    for _ in range(trials):
+        seeds = {a: 0.4 + 0.02 * rng.standard_normal(3) for a in se}
+        anova += limits_agree(seeds).p < 0.05
+        one = {a: [0.4 + s * rng.standard_normal()] for a, s in se.items()}
+        cochran += limits_agree(one, se).p < 0.05
+        means = [float(np.mean(v)) for v in seeds.values()]
+        spread += max(means) - min(means) > 2 * math.sqrt(2) * 0.02 / math.sqrt(3)
+    assert 0.035 <= anova / trials <= 0.065
+    assert 0.035 <= cochran / trials <= 0.065
+    if n_arms == 6:
+        assert spread / trials > 0.1       # why the sweep no longer judges by the spread

@@ -7,10 +7,12 @@ on different schedules, against a control arm that spends none.
             earlier arm ran on the same data is copied, not rerun: round 0 never depends on the
             schedule, and late repeats none until round T
     table:  per arm the final test accuracy, U_s, U_v, G (mean ± sd over seeds) and pass@k, round 0 → T
+    limits: each run's fitted U_s∞, U_v∞ and accuracy limit, with 95 % intervals over seeds
     theory: the self-improvement dynamics fitted to the none arm, γ fitted per arm against it
-            (silab.theory.fit_gamma), the arms' final U_s, U_v as compare_schedules predicts them,
-            and whether the runs side with Prop. 5.1 (one final uncertainty for all arms) or with
-            the schedule-dependent dynamics (β > 0: early data buys more)
+            (silab.theory.fit_gamma), the arms' U_s, U_v as compare_schedules predicts them, and
+            whether the arms' fitted limits agree (Prop. 5.1, to first order: a homogeneity test
+            whose size does not grow with the number of arms) or differ as the schedule-dependent
+            dynamics says (β > 0: early data buys more)
 
 Progress goes to stderr, the table to stdout (`--json`: one object); SWEEP/sweep.json keeps it.
 Bad input raises UsageError before anything is written.
@@ -185,6 +187,7 @@ def summarize(arms: list[Arm], runs: dict[str, list[Path]], n_external: int) -> 
             "curve": {k: np.mean([[rec[k] for rec in r[:T + 1]] for r in per_seed], axis=0).tolist()
                       for k in ("U_s", "U_v", "test_acc")},
         }
+        entry["limits"] = fitted_limits([r[:T + 1] for r in per_seed])
         if all("pass_at_k" in r[0] and "pass_at_k" in r[T] for r in per_seed):
             ks = list(per_seed[0][0]["pass_at_k"])
             curve = {k: np.mean([[rec["pass_at_k"][k] for rec in r[:T + 1]] for r in per_seed], axis=0).tolist()
@@ -194,6 +197,35 @@ def summarize(arms: list[Arm], runs: dict[str, list[Path]], n_external: int) -> 
                 "last": {k: float(np.mean([r[T]["pass_at_k"][k] for r in per_seed])) for k in ks},
                 "curve": curve}
         out[arm.label] = entry
+    return out
+
+
+def fitted_limits(per_seed: list[list[dict]]) -> dict:
+    """U_s∞, U_v∞ (coupled model) and the accuracy limit of each seed's run, with a 95 % interval
+    over seeds (t on K - 1 dof), or the fit's own interval when there is one seed."""
+    from silab.theory import fit_run
+    from silab.theory.models import t975
+
+    fits = [fit_run(records) for records in per_seed]
+    out = {}
+    for key in ("U_s_inf", "U_v_inf", "accuracy_inf"):
+        ests = [(f.accuracy_inf if key == "accuracy_inf" else f.params.get(key)) if f.ok else None
+                for f in fits]
+        ests = [e for e in ests if e is not None and math.isfinite(e.value)]
+        if not ests:
+            out[key] = None
+            continue
+        values = np.array([e.value for e in ests])
+        entry = {"values": values.tolist(), "stderrs": [e.stderr for e in ests],
+                 "mean": float(values.mean()), "n": len(ests)}
+        if len(ests) > 1:
+            sd = float(values.std(ddof=1))
+            half = t975(len(ests) - 1) * sd / math.sqrt(len(ests))
+            entry.update(sd=sd, stderr=sd / math.sqrt(len(ests)), lo=entry["mean"] - half,
+                         hi=entry["mean"] + half, how=f"over {len(ests)} seeds")
+        else:
+            entry.update(sd=None, stderr=ests[0].stderr, lo=ests[0].lo, hi=ests[0].hi, how="fit")
+        out[key] = entry
     return out
 
 
@@ -312,46 +344,49 @@ def noise_scale(summary: dict, arms: list[Arm], base, seeds: int) -> tuple[dict,
 
 
 def verdict(data_arms: list[Arm], summary: dict, view: dict) -> str:
-    """Plain words: do the arms end at one uncertainty (Prop. 5.1) or as the β > 0 dynamics says?"""
+    """Plain words: do the arms share one limit U_s∞ (Prop. 5.1) or differ as β > 0 predicts?"""
+    from silab.theory.cross import limits_agree
+
     if len(data_arms) < 2:
         return "one arm with external data: nothing to compare schedules with (give two or more)."
     labels = [a.label for a in data_arms]
-    measured = {a: summary[a]["final"]["U_s"]["mean"] for a in labels}
-    spread = max(measured.values()) - min(measured.values())
-    noise = view["noise"]["U_s"]
-    threshold = 2 * math.sqrt(2) * noise if math.isfinite(noise) else math.nan
-    order = sorted(labels, key=measured.get)
-    pred = view["predicted"]
-    words = [f"final U_s across the data arms spans {spread:.4f} (lowest: {order[0]}; "
-             f"chance level ≈ {threshold:.4f})."]
-    if pred:
-        p = {a: pred[a]["U_s"] for a in labels}
-        p_spread = max(p.values()) - min(p.values())
-        p_order = sorted(labels, key=p.get)
-        words.append(f"Prop. 5.1 predicts spread 0; the fitted β > 0 dynamics predicts {p_spread:.4f} "
-                     f"(lowest: {p_order[0]}).")
-    if not math.isfinite(threshold):
-        words.append("No noise estimate: cannot tell the two predictions apart.")
-    elif spread <= threshold:
-        words.append("The arms end within chance of each other: consistent with Prop. 5.1")
-        if pred and p_spread > threshold:
-            words[-1] += ", not with the schedule-dependent prediction, whose spread noise would not hide."
-        elif pred:
-            words[-1] += "; the schedule-dependent spread is also below chance level, so these runs " \
-                         "cannot tell the two apart."
-        else:
-            words[-1] += "."
+    words = ["Prop. 5.1 makes the limit U_s∞ schedule-free, not the final-round U_s (data spent in "
+             "round t has T - t rounds to reach the solver), and only to first order: exactly only "
+             "as β → 0 with small γ; with β = 0 the limit still depends on Π_t (1 + γη_t)."]
+    lim = {a: summary[a]["limits"]["U_s_inf"] for a in labels
+           if (summary[a].get("limits") or {}).get("U_s_inf")}
+    measured_order = sorted(lim, key=lambda a: lim[a]["mean"])
+    if len(lim) < 2:
+        words.append("The data arms' U_s∞ could not be fitted (too few rounds, or no saturation yet): "
+                     "no test of Prop. 5.1 here; run more rounds.")
+        view["limits_test"] = None
     else:
-        if pred and p_order[0] == order[0] and p_spread > threshold:
-            words.append(f"The schedule matters, beyond chance, and {order[0]} ends lowest as the "
-                         "schedule-dependent dynamics predicts: the runs side with it, not with Prop. 5.1.")
-        elif pred:
-            words.append(f"The schedule matters, beyond chance, against Prop. 5.1, but not as the fitted "
-                         f"dynamics predicts (measured order {' < '.join(order)}, predicted "
-                         f"{' < '.join(p_order)}, predicted spread {p_spread:.4f}).")
+        words.append("Fitted U_s∞: " + ", ".join(
+            f"{a} {lim[a]['mean']:.4f} [{_num(lim[a]['lo']):.4f}, {_num(lim[a]['hi']):.4f}]"
+            for a in lim) + ".")
+        test = limits_agree({a: lim[a]["values"] for a in lim},
+                            {a: _num(lim[a]["stderr"]) for a in lim})
+        view["limits_test"] = None if test is None else {
+            "method": test.method, "statistic": test.statistic, "dof": list(test.dof), "p": test.p}
+        if test is None:
+            words.append("No standard errors for the limits: cannot test whether they agree.")
+        elif test.p < 0.05:
+            words.append(f"They differ ({test.method}, {len(lim)} arms: p = {test.p:.2g}): the runs do "
+                         f"not side with Prop. 5.1 (order {' < '.join(measured_order)}).")
         else:
-            words.append(f"The schedule matters, beyond chance (order {' < '.join(order)}): the runs do "
-                         "not agree with Prop. 5.1.")
+            words.append(f"They agree within noise ({test.method}, {len(lim)} arms: p = {test.p:.2g}): "
+                         "consistent with Prop. 5.1.")
+        if test is not None and test.method.startswith("Cochran"):
+            words.append("(One seed: the arms share their first rounds, so their fits are not "
+                         "independent; --seeds K >= 2 tests over seeds.)")
+    pred = view["predicted"]
+    if pred and len(lim) >= 2:
+        p = {a: pred[a]["U_s_inf"] for a in labels}
+        p_order = sorted(labels, key=p.get)
+        words.append(f"The fitted β > 0 dynamics predicts limits spread by {max(p.values()) - min(p.values()):.4f} "
+                     f"(lowest: {p_order[0]}; measured lowest: {measured_order[0]}).")
+    final = {a: summary[a]["final"]["U_s"]["mean"] for a in labels}
+    words.append(f"(Final-round U_s, for reference, spans {max(final.values()) - min(final.values()):.4f}.)")
     gammas = [g for g in view["gamma"].values() if g.get("converged") and g.get("lo") is not None]
     if gammas and all(g["lo"] <= 0 for g in gammas):
         words.append("Every arm's γ interval reaches 0: the pool's lift of the verifier is not measurably "
@@ -388,6 +423,16 @@ def render(result: dict) -> str:
         lines.append(f"{name:<{w}}  {a['external_used']:>8}  {_fmt(f['test_acc'], '.3f'):>14}  "
                      f"{_fmt(f['test_greedy_acc'], '.3f'):>14}  {_fmt(f['U_s'], '.4f'):>14}  "
                      f"{_fmt(f['U_v'], '.4f'):>14}  {_fmt(f['G'], '+.4f'):>14}")
+    lines += ["", "fitted limits (coupled model per run; 95 % interval "
+              + (f"over {seeds} seeds" if seeds > 1 else "of the fit") + "):"]
+    lines.append(f"{'arm':<{w}}  {'U_s∞':>26}  {'U_v∞':>26}  {'test_acc∞':>26}")
+    for name, a in arms.items():
+        cells = []
+        for key in ("U_s_inf", "U_v_inf", "accuracy_inf"):
+            e = (a.get("limits") or {}).get(key)
+            cells.append("—" if e is None else
+                         f"{e['mean']:.4f} [{_num(e['lo']):.4f}, {_num(e['hi']):.4f}]")
+        lines.append(f"{name:<{w}}  " + "  ".join(f"{c:>26}" for c in cells))
     with_pk = {n: a["pass_at_k"] for n, a in arms.items() if "pass_at_k" in a}
     if with_pk:
         ks = list(next(iter(with_pk.values()))["first"])
@@ -418,8 +463,8 @@ def render(result: dict) -> str:
             f = arms[name]["final"]
             lines.append(f"  {name:<{w}}  {f['U_s']['mean']:>12.4f}  {pr['U_s']:>10.4f}  "
                          f"{f['U_v']['mean']:>12.4f}  {pr['U_v']:>10.4f}  {pr['U_s_inf']:>13.4f}")
-        lines.append("  Prop. 5.1: every arm that spends the whole pool ends at the same uncertainty "
-                     "(exact only for β = 0).")
+        lines.append("  Prop. 5.1: every arm that spends the whole pool has the same limit U_s∞ "
+                     "(first order in γ; exact only as β → 0 with small γ).")
     lines.append(f"  noise: U_s ± {_num(th['noise']['U_s']):.4f}, U_v ± {_num(th['noise']['U_v']):.4f} ({th['noise_how']})")
     lines.append("  verdict: " + th["verdict"])
     lines.append(f"\n{result['seconds']:.0f} s; run folders and sweep.json in {result['out']}")

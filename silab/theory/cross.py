@@ -206,3 +206,40 @@ def fit_gamma(schedule: str | Sequence[float], U_s_with, U_v_with, U_s_without, 
     elif not math.isfinite(se):
         message = "no standard error: the data do not pin gamma down"
     return GammaFit(g, se, max(g - q95 * se, 0.0), g + q95 * se, r2, ok, message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prop. 5.1 on measured runs: do the arms share one limit?
+
+@dataclass(frozen=True)
+class LimitsTest:
+    """Homogeneity of one quantity (a fitted limit) across arms. Its size is 5 % whatever the
+    number of arms: a spread (max - min) against a fixed threshold rejects more often the more
+    arms there are."""
+    method: str
+    statistic: float
+    dof: tuple[float, ...]
+    p: float
+
+
+def limits_agree(values: dict[str, list[float]], stderr: dict[str, float] | None = None
+                 ) -> LimitsTest | None:
+    """Several seeds per arm: one-way ANOVA of the per-seed values. One value per arm: Cochran's Q,
+    Σ w_i (x_i - x̄_w)² with w = 1/se² (the fits' standard errors), against χ²(arms - 1)."""
+    arms = {a: np.asarray(v, dtype=float) for a, v in values.items()}
+    arms = {a: v[np.isfinite(v)] for a, v in arms.items()}
+    if len(arms) < 2:
+        return None
+    if all(v.size >= 2 for v in arms.values()):
+        F, p = stats.f_oneway(*arms.values())
+        n = sum(v.size for v in arms.values())
+        return LimitsTest("one-way ANOVA over seeds", float(F), (len(arms) - 1, n - len(arms)),
+                          float(p))
+    se = np.array([(stderr or {}).get(a, math.nan) for a in arms], dtype=float)
+    x = np.array([v[0] if v.size else math.nan for v in arms.values()])
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(se)) and np.all(se > 0)):
+        return None
+    w = 1 / se ** 2
+    Q = float(np.sum(w * (x - np.sum(w * x) / np.sum(w)) ** 2))
+    return LimitsTest("Cochran's Q on the fits' standard errors", Q, (len(arms) - 1,),
+                      float(stats.chi2.sf(Q, len(arms) - 1)))
