@@ -105,7 +105,12 @@ class LoraConfig:
 @dataclass
 class TrainConfig:
     lr: float = _f(1e-5, lo=0.0, hi=1.0)
-    epochs: int = _f(1, lo=1)
+    picks: str = _f("refresh", choices=["refresh", "fixed"],
+                    doc='"refresh": each round trains on the previous round\'s new picks (the outer clock, '
+                        'rounds); "fixed": round 0\'s picks are the training set of one continuous '
+                        'fine-tune, measured at checkpoints (the paper\'s figures: the inner clock, epochs)')
+    epochs: float = _f(1.0, lo=0.0, doc="training per round, in epochs of its training set; may be a "
+                       "fraction (0.5: a checkpoint every half epoch); must be > 0")
     batch_size: int = _f(8, lo=1)
     grad_accum: int = _f(1, lo=1)
     weight_decay: float = _f(0.0, lo=0.0)
@@ -212,6 +217,8 @@ def _check_profile(p: Profile, where: str) -> None:
                          f"use tensor_parallel_size / pipeline_parallel_size")
     if p.verify.method == "qe" and len(p.verify.qe_tokens) < 2:
         raise UsageError(f"{where}: key 'verify.qe_tokens' needs at least 2 score tokens")
+    if p.train.epochs <= 0:
+        raise UsageError(f"{where}: key 'train.epochs' must be > 0, got {p.train.epochs!r}")
     if isinstance(p.external.schedule, str):
         if p.external.schedule not in ("none", "early", "uniform", "late"):
             raise UsageError(f"{where}: key 'external.schedule' must be none, early, uniform, late "

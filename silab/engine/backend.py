@@ -5,6 +5,7 @@ backend can live in another process (vLLM serving, peft training) without the lo
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -44,13 +45,39 @@ class Backend(Protocol):
         over the word's first-token variants (silab.engine.tokens.answer_token_ids)."""
 
     def train(self, examples: list[Example], lr: float, seed: int, progress: Progress) -> dict:
-        """One round of LoRA fine-tuning on token-id examples, continuing the current adapter."""
+        """One round of LoRA fine-tuning on token-id examples, continuing the current adapter. With
+        train.picks = "refresh": train.epochs epochs (a fraction allowed) of shuffled batches with a
+        fresh optimiser. With "fixed": one pass over the examples in the order given (the loop cuts
+        them from one continuous stream), continuing the optimiser, whose state travels with the
+        adapter folder (save_adapter / load_adapter)."""
 
     def save_adapter(self, path: Path) -> None: ...
 
     def load_adapter(self, path: Path) -> None: ...
 
     def close(self) -> None: ...
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The order of epoch `epoch` over n examples: the (epoch+1)-th shuffle of one seeded generator,
+    so it depends only on (seed, epoch) and a resumed run recomputes where it stopped."""
+    rng, order = random.Random(seed), list(range(n))
+    for _ in range(epoch + 1):
+        order = list(range(n))
+        rng.shuffle(order)
+    return order
+
+
+def stream(n: int, seed: int, start: int, count: int) -> list[int]:
+    """`count` example indices from position `start` of an endless stream of seeded epochs over n
+    examples (epoch e is `epoch_order(n, seed, e)`): one continuous pass, cut into checkpoints."""
+    out, pos = [], start
+    while len(out) < count:
+        epoch, at = divmod(pos, n)
+        take = epoch_order(n, seed, epoch)[at:at + count - len(out)]
+        out += take
+        pos += len(take)
+    return out
 
 
 def make_backend(profile: Profile, model_path: str) -> Backend:

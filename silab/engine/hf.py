@@ -6,7 +6,6 @@ batch of judge prompts.
 """
 from __future__ import annotations
 
-import random
 import warnings
 from pathlib import Path
 
@@ -14,9 +13,12 @@ import numpy as np
 import torch
 
 from silab.config import Profile
-from silab.engine.backend import Example, Progress, Sample
+from silab.engine.backend import Example, Progress, Sample, epoch_order
 from silab.engine.tokens import (answer_token_ids, cut_at_stop, decode_response, encode_prompt, end_of_turn_id,
                                  stop_token_ids)
+
+
+OPTIMIZER_FILE = "optimizer.pt"   # beside the adapter: the continuous fine-tune's AdamW state
 
 
 def pick_device(name: str) -> torch.device:
@@ -82,6 +84,7 @@ class HFBackend:
             task_type="CAUSAL_LM"))
         self.model.to(self.device).eval()
         self._initial_adapter = {k: v.clone() for k, v in get_peft_model_state_dict(self.model).items()}
+        self.opt: torch.optim.Optimizer | None = None  # kept across rounds only with fixed picks
 
     # --- generation ---------------------------------------------------------------------------
     def _left_padded(self, rows: list[list[int]]):
@@ -161,42 +164,66 @@ class HFBackend:
     def train(self, examples: list[Example], lr: float, seed: int, progress: Progress) -> dict:
         cfg = self.p.train
         torch.manual_seed(seed)
-        order_rng = random.Random(seed)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-        steps_per_epoch = -(-len(examples) // cfg.batch_size)
-        total, done, losses = steps_per_epoch * cfg.epochs, 0, []
+        b = cfg.batch_size
+        if cfg.picks == "fixed":
+            # one continuous fine-tune: the loop hands over this checkpoint's slice of the stream
+            batches = [examples[i:i + b] for i in range(0, len(examples), b)]
+            if self.opt is None:
+                self.opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+            opt = self.opt
+            for group in opt.param_groups:
+                group["lr"] = lr  # `set lr` may change it between checkpoints
+        else:
+            per_epoch = -(-len(examples) // b)
+            steps = max(1, round(cfg.epochs * per_epoch)) if examples else 0
+            orders = {}
+            batches = []
+            for i in range(steps):
+                epoch, j = divmod(i, per_epoch)
+                order = orders.setdefault(epoch, epoch_order(len(examples), seed, epoch))
+                batches.append([examples[k] for k in order[j * b:(j + 1) * b]])
+            opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        total, done, losses = len(batches), 0, []
         self.model.train()
-        for _ in range(cfg.epochs):
-            order = list(examples)
-            order_rng.shuffle(order)
-            for i in range(steps_per_epoch):
-                ids, mask, lab = self._train_batch(order[i * cfg.batch_size:(i + 1) * cfg.batch_size])
-                loss = self.model(input_ids=ids, attention_mask=mask, labels=lab).loss
-                (loss / cfg.grad_accum).backward()
-                losses.append(loss.item())
-                done += 1
-                if done % cfg.grad_accum == 0 or done == total:
-                    if cfg.max_grad_norm > 0:
-                        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                progress(done, total)
+        for batch in batches:
+            ids, mask, lab = self._train_batch(batch)
+            loss = self.model(input_ids=ids, attention_mask=mask, labels=lab).loss
+            (loss / cfg.grad_accum).backward()
+            losses.append(loss.item())
+            done += 1
+            if done % cfg.grad_accum == 0 or done == total:
+                if cfg.max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            progress(done, total)
         self.model.eval()
         return {"loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
                 "steps": done, "examples": len(examples)}
 
     # --- adapters -------------------------------------------------------------------------------
     def save_adapter(self, path: Path) -> None:
+        """The adapter, and on the inner clock (fixed picks) the optimiser state beside it."""
         self.model.save_pretrained(path)
+        if self.opt is not None:
+            torch.save(self.opt.state_dict(), Path(path) / OPTIMIZER_FILE)
 
     def load_adapter(self, path: Path | None) -> None:
-        """Adapter weights from a saved folder, or the initial adapter (pi_0) for None."""
+        """Adapter weights from a saved folder, or the initial adapter (pi_0) for None; the
+        optimiser state saved with them, if any, so a continuous fine-tune resumes exactly."""
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
         state = self._initial_adapter if path is None else load_file(Path(path) / "adapter_model.safetensors")
         set_peft_model_state_dict(self.model, state)
+        self.opt = None
+        saved = None if path is None else Path(path) / OPTIMIZER_FILE
+        if saved is not None and saved.is_file():
+            cfg = self.p.train
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            self.opt.load_state_dict(torch.load(saved, map_location=self.device, weights_only=True))
 
     def close(self) -> None:
         del self.model

@@ -10,12 +10,20 @@
         save round t (atomically)
 
 Round t's seeds derive from (run seed, t), so a resumed run repeats an uninterrupted one.
+
+Two clocks (train.picks). "refresh" (the default, the outer clock): each round trains on the picks
+of the round before, and t counts rounds. "fixed" (the inner clock, the protocol of the paper's
+figures): round 0's picks (and judge verdicts) are the training set of one continuous fine-tune,
+stored once in rounds/000/fixed_set.jsonl; round t > 0 trains the next train.epochs of a seeded
+stream of epochs over it, the optimiser continuing, and t counts epochs (round x train.epochs).
+Sampling, judging, picking, measuring and evaluating are the same on both clocks.
 """
 from __future__ import annotations
 
 import importlib.metadata
 import json
 import platform
+import random
 import re
 import subprocess
 import time
@@ -27,7 +35,7 @@ from typing import Callable
 import numpy as np
 
 from silab.config import Profile, dump_toml
-from silab.engine.backend import Backend, Example, Sample, make_backend
+from silab.engine.backend import Backend, Example, Sample, make_backend, stream
 from silab.engine.select import best_of_n, measure, pass_at_k, qe_score, tf_score
 from silab.engine.tokens import chat_judge_template, continuation_ids, encode_prompt, has_chat_template
 from silab.runs.store import RunDir
@@ -35,6 +43,7 @@ from silab.tasks import get_task, split_items
 from silab.tasks.base import Item
 
 PHASES = ("train", "sample", "judge", "evaluate")
+FIXED_SET = "fixed_set.jsonl"   # in rounds/000 on the inner clock: the training set of the whole run
 
 
 class Paused(Exception):
@@ -61,6 +70,11 @@ def external_counts(shares: np.ndarray, pool: int) -> list[int]:
     return list(np.diff(np.concatenate([[0], cum])))
 
 
+def clock(profile: Profile) -> tuple[str, float]:
+    """(unit, spacing): what t counts and how much of it one round is."""
+    return ("epoch", profile.train.epochs) if profile.train.picks == "fixed" else ("round", 1.0)
+
+
 def manifest(profile: Profile, argv: list[str]) -> dict:
     import peft
     import torch
@@ -74,6 +88,7 @@ def manifest(profile: Profile, argv: list[str]) -> dict:
     return {"silab": importlib.metadata.version("silab"), "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "peft": peft.__version__,
             "seed": profile.seed, "git_commit": commit, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "clock": clock(profile)[0], "spacing": clock(profile)[1],
             "argv": argv, "host": platform.node()}
 
 
@@ -90,6 +105,7 @@ class RoundLoop:
         self.task = get_task(profile.task.name)
         self.backend: Backend | None = None
         self.prev: list[dict] | None = None  # the last completed round's samples.jsonl rows
+        self.fixed: list[Example] | None = None  # the inner clock's training set (round 0's)
 
     # --- events -------------------------------------------------------------------------------
     def emit(self, kind: str, **fields) -> None:
@@ -161,6 +177,9 @@ class RoundLoop:
         adapter = self.run.round_dir(last) / "adapter"
         self.backend.load_adapter(adapter if adapter.is_dir() else None)
         self.prev = [json.loads(line) for line in (self.run.round_dir(last) / "samples.jsonl").read_text().splitlines()]
+        if self.p.train.picks == "fixed":
+            rows = (self.run.round_dir(0) / FIXED_SET).read_text().splitlines()
+            self.fixed = [(r["prompt_ids"], r["target_ids"]) for r in map(json.loads, rows)]
 
     # --- one round ----------------------------------------------------------------------------
     def run_round(self, t: int) -> dict:
@@ -195,7 +214,9 @@ class RoundLoop:
         with self.phase(t, "evaluate", len(self.test_prompts)) as progress:
             test_rows, test_metrics = self.evaluate(t, progress)
         record.update(test_metrics)
+        unit, spacing = clock(p)
         record.update({
+            "clock": unit, "spacing": spacing, "t": t * spacing,
             "n_prompts": len(self.prompts), "n_samples": n, "sigma": p.verify.sigma, "lr": p.train.lr,
             "external": len(external_ids), "external_ids": external_ids, "train": train_stats,
             "seconds": {**self.seconds, "total": round(time.perf_counter() - started, 3)},
@@ -207,8 +228,11 @@ class RoundLoop:
                                for s, sc, c in zip(row, score_row, corr_row)]}
                 for item, prompt, row, score_row, corr_row, k, fb
                 in zip(self.splits.prompts, self.prompts, samples, score, correct, picks, fallback)]
-        self.run.write_round(t, record, {"samples.jsonl": rows, "test.jsonl": test_rows},
-                             self.backend.save_adapter if t > 0 else None)
+        files = {"samples.jsonl": rows, "test.jsonl": test_rows}
+        if t == 0 and p.train.picks == "fixed":
+            self.fixed = sum(self.own_examples(rows), [])
+            files[FIXED_SET] = [{"prompt_ids": list(a), "target_ids": list(b)} for a, b in self.fixed]
+        self.run.write_round(t, record, files, self.backend.save_adapter if t > 0 else None)
         self.prev = rows
         self.emit("round_finished", round=t, record=record)
         return record
@@ -238,27 +262,46 @@ class RoundLoop:
         return score.reshape(len(prompts), -1)
 
     def training_set(self, t: int) -> tuple[list[Example], list[str]]:
-        """Round t-1's picks (their sampled ids, end of turn included: what U_v measured), the
-        external data scheduled for round t, and (optionally) the model's own verdicts on round t-1's
-        samples, which keep its judging skill through the rounds. Text that was not sampled is
-        encoded once, as it follows its prompt, and closed with the model's end of turn."""
+        """Round t's training: the model's own examples (on the inner clock, the next stretch of the
+        stream over round 0's) and the external data scheduled for round t. External text is
+        encoded once, as it follows its prompt, and closed with the model's end of turn; on the
+        inner clock it is slotted at seeded places into the stretch, each example used once."""
         tok, end = self.backend.tok, self.backend.end_id
-        examples = [(encode_prompt(tok, row["prompt"]), row["responses"][row["pick"]]["tokens"]) for row in self.prev]
         external = self.external_for(t)
-        examples += [continuation_ids(tok, self.format(item), item.solution or item.gold, end) for item in external]
+        extra = [continuation_ids(tok, self.format(item), item.solution or item.gold, end) for item in external]
+        ids = [item.id for item in external]
+        if self.p.train.picks == "refresh":
+            picks, verdicts = self.own_examples(self.prev)
+            return picks + extra + verdicts, ids
+        n, b = len(self.fixed), self.p.train.batch_size
+        steps = max(1, round(self.p.train.epochs * n / b))
+        order = stream(n, round_seed(self.p.seed, 0, "train"), (t - 1) * steps * b, steps * b)
+        examples = [self.fixed[i] for i in order]
+        rng = random.Random(round_seed(self.p.seed, t, "train"))
+        for example in extra:
+            examples.insert(rng.randrange(len(examples) + 1), example)
+        return examples, ids
+
+    def own_examples(self, rows: list[dict]) -> tuple[list[Example], list[Example]]:
+        """A round's picks (their sampled ids, end of turn included: what U_v measured) and
+        (optionally) the model's own confident verdicts on its samples, which keep its judging
+        skill through training."""
+        tok, end = self.backend.tok, self.backend.end_id
+        picks = [(encode_prompt(tok, row["prompt"]), row["responses"][row["pick"]]["tokens"]) for row in rows]
+        verdicts = []
         if self.p.train.judge_rehearsal:
             # the judge's own confident verdicts (score above or below 0.5), whatever the selection
             # rule: True / False for tf, the top / bottom score word for qe
             template, words = self.judge_format()
             yes, no = (words[0], words[1]) if self.p.verify.method == "tf" else (words[-1], words[0])
-            for row in self.prev:
+            for row in rows:
                 best = max(row["responses"], key=lambda r: r["score"])
                 worst = min(row["responses"], key=lambda r: r["score"])
                 if best["score"] >= 0.5:
-                    examples.append(continuation_ids(tok, fill(template, prompt=row["prompt"], response=best["text"]), yes, end))
+                    verdicts.append(continuation_ids(tok, fill(template, prompt=row["prompt"], response=best["text"]), yes, end))
                 if worst["score"] < 0.5:
-                    examples.append(continuation_ids(tok, fill(template, prompt=row["prompt"], response=worst["text"]), no, end))
-        return examples, [item.id for item in external]
+                    verdicts.append(continuation_ids(tok, fill(template, prompt=row["prompt"], response=worst["text"]), no, end))
+        return picks, verdicts
 
     def plan_shares(self) -> list[float]:
         """eta_1..eta_T: the share of the external pool that joins each round's training."""

@@ -64,12 +64,13 @@ def main(argv: list[str]) -> int:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         reports = {name: report(panel, models, args.holdout) for name, panel in panels.items()}
+    units = {name: panel["solver"].unit for name, panel in panels.items()}  # what t counts
     if args.json:
-        print(json.dumps({name: to_json(r) for name, r in reports.items()}))
+        print(json.dumps({name: {**to_json(r), "unit": units[name]} for name, r in reports.items()}))
     elif len(reports) > 1:
         print(side_by_side(panels, reports))
     else:
-        print("\n\n".join(format_report(name, r, args.holdout) for name, r in reports.items()))
+        print("\n\n".join(format_report(name, r, args.holdout, units[name]) for name, r in reports.items()))
     return 0
 
 
@@ -98,6 +99,7 @@ def side_by_side(panels: dict[str, dict], reports: dict[str, PanelReport]) -> st
         rows.setdefault(label, []).append(cell)
 
     for name, r in reports.items():
+        add("t counts (rates per)", panels[name]["solver"].unit)
         add("points (solver)", str(r.n_points.get("solver", 0)))
         best = r.rolling.best if r.rolling else None
         add("best forecast (rolling MSE)", f"{best} ({_g(r.rolling.mse[best], 3)})" if best else "-")
@@ -183,8 +185,9 @@ def _interval(e: Estimate | None) -> str:
     return f"{_g(e.value)} [{_g(e.lo)}, {_g(e.hi)}]"
 
 
-def format_report(name: str, r: PanelReport, holdout: int) -> str:
-    lines = [f"== {name} ==  " + ", ".join(f"{s} {n}" for s, n in r.n_points.items()) + " points"]
+def format_report(name: str, r: PanelReport, holdout: int, unit: str = "round") -> str:
+    lines = [f"== {name} ==  " + ", ".join(f"{s} {n}" for s, n in r.n_points.items()) + " points"
+             + f";  t in {unit}s, rates per {unit}"]
     head = f"{'model':<8} {'conv':<5}" + "".join(f"{'R² ' + s:>13}"
                                                  for s in ("solver", "verifier", "gap"))
     if holdout:
@@ -209,7 +212,8 @@ def format_report(name: str, r: PanelReport, holdout: int) -> str:
         lines.append(f"\n{m} parameters (estimate ± stderr, 95 % interval)")
         for k, v in f.params.items():
             lo, hi = f.ci[k]
-            lines.append(f"  {k:<22} {_g(v):>10} ± {_g(f.stderr[k], 2):<9} [{_g(lo)}, {_g(hi)}]")
+            label = f"{k} per {unit}" if k == "lambda" else k
+            lines.append(f"  {label:<22} {_g(v):>10} ± {_g(f.stderr[k], 2):<9} [{_g(lo)}, {_g(hi)}]")
     lin = r.linearity
     if lin:
         lines.append(f"\nlinearity   dG/dt = {lin.slope:.4g} G + {lin.intercept:.4g}   "
@@ -221,7 +225,7 @@ def format_report(name: str, r: PanelReport, holdout: int) -> str:
                      f"(weighted; 1, {sh.dof:.3g} dof), p = {sh.p:.2g}" + ("  (the data want separate rates)" if sh.p < 0.05 else ""))
     lim = r.limit
     lines.append(f"limit       U_s_inf {_interval(lim.U_s_inf)};  95 % of the way by "
-                 f"t = {_interval(lim.saturation_t)}")
+                 f"t = {_interval(lim.saturation_t)} {unit}s")
     if lim.accuracy_inf:
         lines.append(f"            accuracy limit {_interval(lim.accuracy_inf)}")
     if lim.by_first_k:

@@ -2,6 +2,9 @@
 
 Everything the fitting code sees is a *panel*: a dict from series name to a `Series` (t, y), with
 `solver`, `verifier` and `gap` always present and `accuracy` when a run recorded `test_acc`.
+t is on the run's clock (`Series.unit`): rounds of self-improvement, or epochs of one fine-tune on
+fixed picks (a run with train.picks = "fixed" records `t` = round x epochs per round). A CSV's t
+reads as epochs, the clock of the paper's figures.
 Bad input is refused here, once, with one line naming the file and the problem (`UsageError`), so
 the models never meet NaNs, duplicate times or one-point curves.
 """
@@ -25,19 +28,21 @@ RUN_KEYS = {"solver": "U_s", "verifier": "U_v", "gap": "G"}
 
 @dataclass(frozen=True)
 class Series:
-    """One curve: strictly increasing times t and finite values y."""
+    """One curve: strictly increasing times t and finite values y; t counts `unit`s (round, epoch),
+    so a fitted rate is per that unit."""
     t: np.ndarray
     y: np.ndarray
+    unit: str = "round"
 
     def __len__(self) -> int:
         return len(self.t)
 
     def head(self, n: int) -> "Series":
-        return Series(self.t[:n], self.y[:n])
+        return Series(self.t[:n], self.y[:n], self.unit)
 
     def before(self, t_cut: float) -> "Series":
         keep = self.t <= t_cut
-        return Series(self.t[keep], self.y[keep])
+        return Series(self.t[keep], self.y[keep], self.unit)
 
 
 Panel = dict[str, Series]
@@ -98,6 +103,7 @@ def _panel_from_jsonl(file: Path) -> Panel:
     cols: dict[str, list[float]] = {k: [] for k in ("round", *RUN_KEYS.values())}
     acc: list[tuple[float, float]] = []
     lines: list[str] = []
+    units: set[str] = set()
     for no, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -112,17 +118,23 @@ def _panel_from_jsonl(file: Path) -> Panel:
             if key not in rec:
                 raise UsageError(f"{file}: {where}: missing key {key!r}")
             cols[key].append(_number(rec[key], where, key, file))
+        if "t" in rec:  # the run's clock (epochs on fixed picks); older runs: the round
+            cols["round"][-1] = _number(rec["t"], where, "t", file)
+        units.add(rec.get("clock", "round"))
         lines.append(where)
         a = rec.get("test_acc")
         if isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a):
             acc.append((cols["round"][-1], float(a)))
     if not lines:
         raise UsageError(f"{file}: no rounds recorded")
-    _check_series(cols["round"], lines, "round", file)
+    if len(units) > 1:
+        raise UsageError(f"{file}: rounds on different clocks ({', '.join(sorted(units))})")
+    unit = units.pop()
+    _check_series(cols["round"], lines, "t" if unit != "round" else "round", file)
     t = np.asarray(cols["round"], dtype=float)
-    panel = {s: Series(t, np.asarray(cols[k], dtype=float)) for s, k in RUN_KEYS.items()}
+    panel = {s: Series(t, np.asarray(cols[k], dtype=float), unit) for s, k in RUN_KEYS.items()}
     if len(acc) >= 2:
-        panel["accuracy"] = Series(*(np.asarray(c, dtype=float) for c in zip(*acc)))
+        panel["accuracy"] = Series(*(np.asarray(c, dtype=float) for c in zip(*acc)), unit)
     return panel
 
 
@@ -162,7 +174,7 @@ def _panels_from_csv(file: Path) -> dict[str, Panel]:
             if s not in by_series:
                 raise UsageError(f"{file}: {where}missing series {s!r} "
                                  f"(need {', '.join(REQUIRED)})")
-        panels[name] = {s: Series(np.asarray(ts, float), np.asarray(ys, float))
+        panels[name] = {s: Series(np.asarray(ts, float), np.asarray(ys, float), "epoch")
                         for s, (ts, ys, _) in by_series.items()}
     return panels
 
