@@ -135,3 +135,20 @@ def test_limits_test_keeps_its_size_whatever_the_number_of_arms(n_arms):
     assert 0.035 <= cochran / trials <= 0.065
     if n_arms == 6:
         assert spread / trials > 0.1       # why the sweep no longer judges by the spread
+
+
+def test_simulate_identified_without_data_is_the_coupled_curve():
+    """The sandbox's numbers (λ, α/β, G∞, U_s0, U_v0): with γ = 0 the rounds lie on Prop. 3.1."""
+    from silab.theory.cross import simulate_identified
+
+    lam, r, g_inf, us0, uv0 = 0.3, 2.5, 0.4, 1.5, 0.6
+    tr = simulate_identified(lam, r, g_inf, us0, uv0, 0.0, "none", 15)
+    delta0 = us0 - uv0 - g_inf                       # the gap's distance from its limit
+    us_inf = us0 - r / (r - 1) * delta0
+    t = np.arange(16)
+    assert np.allclose(tr.U_s, us_inf + (us0 - us_inf) * np.exp(-lam * t))
+    assert np.allclose(tr.G, g_inf + delta0 * np.exp(-lam * t))
+    lifted = simulate_identified(lam, r, g_inf, us0, uv0, 1.0, "late", 15, schedule_rounds=10)
+    assert lifted.eta[9] == 1.0 and lifted.eta.sum() == 1.0 and lifted.U_s_inf < tr.U_s_inf
+    with pytest.raises(ValueError, match="α/β > 1"):
+        simulate_identified(lam, 0.9, g_inf, us0, uv0, 0.0, "none", 5)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 from textual.widgets import Static
 
 from silab.tui.app import SilabApp
+from silab.tui.state import fmt_num
 from silab.tui.widgets import ExtendDialog, ParamTable, RoundPanel, StatusLine
 from silab.tui.widgets.dialogs import parse_more_rounds
 from silab.tui.widgets.help import HelpScreen
@@ -112,3 +114,43 @@ async def test_finished_run_says_so_and_extends(engine, tmp_path):
         assert app.state.complete
         await pilot.press("q")
         await wait_until(pilot, lambda: not app.is_running, "the app to exit", 30)
+
+
+@run_async
+async def test_theory_sandbox_is_seeded_from_the_fit_and_redraws_as_you_type():
+    from silab.theory.cross import simulate_identified
+    from silab.tui.widgets.sandbox import SandboxScreen
+
+    app = SilabApp(TINY, view_only=True)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause(0.1)
+        await pilot.press("t")
+        screen = app.screen
+        assert isinstance(screen, SandboxScreen)
+        assert float(screen.query_one("#sb-lam").value) == pytest.approx(app.fit.param("λ"), rel=1e-3)
+        assert float(screen.query_one("#sb-ab").value) == pytest.approx(app.fit.param("α/β"), rel=1e-3)
+        out = screen.query_one("#sandbox-out")
+        before = text_of(out)
+        assert f"U_s∞ {fmt_num(app.fit.param('U_s∞'))}" in before   # γ = 0: the fit's own limit
+
+        screen.query_one("#sb-gamma").value = "0.5"
+        screen.query_one("#sb-eta").value = "early"
+        await pilot.pause(0.1)
+        v = screen.values()
+        expected = simulate_identified(float(v["lam"]), float(v["ab"]), float(v["ginf"]),
+                                       float(v["us0"]), float(v["uv0"]), 0.5, "early", 12, 10)
+        after = text_of(out)
+        assert f"U_s∞ {fmt_num(expected.U_s_inf)}" in after and "Ση 1" in after
+        assert expected.U_s_inf < app.fit.param("U_s∞")            # the lift lowers the limit
+        chart = screen.query_one("#sandbox-chart")
+        assert chart.fit.param("U_s∞") == expected.U_s_inf
+
+        screen.query_one("#sb-ab").value = "0.5"                     # outside the theory
+        await pilot.pause(0.1)
+        assert "✗ need α/β > 1" in text_of(out)
+        await pilot.press("ctrl+r")
+        await pilot.pause(0.1)
+        assert text_of(out) == before
+        await pilot.press("escape")
+        assert not isinstance(app.screen, SandboxScreen)

@@ -243,3 +243,17 @@ def limits_agree(values: dict[str, list[float]], stderr: dict[str, float] | None
     Q = float(np.sum(w * (x - np.sum(w * x) / np.sum(w)) ** 2))
     return LimitsTest("Cochran's Q on the fits' standard errors", Q, (len(arms) - 1,),
                       float(stats.chi2.sf(Q, len(arms) - 1)))
+
+
+def simulate_identified(lam: float, alpha_over_beta: float, G_inf: float, U_s0: float, U_v0: float,
+                        gamma: float, schedule: str | Sequence[float], T: int,
+                        schedule_rounds: int | None = None) -> Trajectory:
+    """`simulate` in the numbers a fit identifies (k = 1): λ = α - β, α/β, G∞ = b/k. The schedule
+    covers rounds 1..schedule_rounds (a preset's "late" is that round); later rounds get none."""
+    if not (math.isfinite(alpha_over_beta) and alpha_over_beta > 1):
+        raise ValueError(f"need α/β > 1 (the solver learns faster), got {alpha_over_beta:g}")
+    if not (math.isfinite(lam) and lam > 0):
+        raise ValueError(f"need λ > 0, got {lam:g}")
+    shares = schedule_shares(schedule, min(schedule_rounds or T, T))
+    beta = lam / (alpha_over_beta - 1)
+    return simulate(U_s0, U_v0, alpha_over_beta * beta, beta, 1.0, G_inf, gamma, list(shares), T)

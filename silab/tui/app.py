@@ -31,6 +31,7 @@ from silab.tui.widgets import (AccuracyChart, AddRunDialog, EventLog, ExtendDial
                                NllChart, ParamTable, QuitDialog, RoundPanel, SettingsDialog,
                                StatusLine)
 from silab.tui.widgets.help import HelpScreen
+from silab.tui.widgets.sandbox import SandboxScreen
 
 HISTORY_LINES = 400        # recorded events replayed into the log on open
 PROGRESS_COALESCE_S = 0.05  # progress ticks faster than this are merged: keys stay snappy
@@ -46,6 +47,7 @@ PALETTE = [  # (action, title, what it does): the command palette's entries
     ("restart", "Restart the engine", "from the last completed round"),
     ("fit_view", "Fit view", "which model describes the run ↔ the coupled fit"),
     ("add_run", "Add reference runs", "a run or a sweep's folder, drawn beside this run"),
+    ("sandbox", "Theory sandbox", "edit λ, α/β, G∞, U_s0, U_v0, γ, η; the prediction beside the data"),
     ("screenshot", "Screenshot", "save the lab as SVG into the run folder"),
     ("help", "Help", "keys, symbols, panels and files"),
 ]
@@ -68,6 +70,7 @@ class SilabApp(App[int]):
         Binding("e", "restart", "Restart"),
         Binding("f", "fit_view", "Fit"),
         Binding("a", "add_run", "Add run", show=False),
+        Binding("t", "sandbox", "Theory", show=False),
         Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("w", "screenshot", "Screenshot", show=False),
         Binding("q", "quit_lab", "Quit"),
@@ -375,6 +378,9 @@ class SilabApp(App[int]):
             self.refresh_charts()
             self.log_line("reference runs: " + (", ".join(str(p) for p in new) or "already shown"))
         self.push_screen(self.dialog("add_run"), done)
+
+    def action_sandbox(self) -> None:
+        self.push_screen(SandboxScreen(list(self.state.records), self.fit, self.state.target_rounds))
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.run_dir))

@@ -153,6 +153,7 @@ class NllChart(PlotextChart):
     """U_s, U_v (left axis) and G (right axis) per round, with the fitted curves and forecast."""
 
     fit: FitSummary | None = None
+    fit_label = "fit"
 
     def legend(self) -> Text:
         text = Text("NLL ", style="bold")
@@ -163,7 +164,7 @@ class NllChart(PlotextChart):
             text.append((f" {label}" if key != "G" else "")
                         + (f"→{fmt_num(limit)}" if limit is not None else "") + " ")
         if fit and fit.predict:
-            text.append("⠒fit ", style="dim")
+            text.append(f"⠒{self.fit_label} ", style="dim")
         if self.records and self.content_size.width >= 60:
             text.append("(G: right axis)", style="dim")
         return text
