@@ -21,6 +21,7 @@ from silab.config import load_profile  # noqa: E402
 from silab.engine import session  # noqa: E402
 from silab.engine.hf import HFBackend  # noqa: E402
 from silab.engine.organism import ensure_organism  # noqa: E402
+from silab.engine.tokens import encode_prompt  # noqa: E402
 from silab.runs.store import read_records  # noqa: E402
 
 # bfloat16: vLLM serves LoRA adapters in bfloat16 / float16 only; the hf references use the same dtype
@@ -124,8 +125,9 @@ def test_each_trained_adapter_is_served_fresh(backend, gpu):
     tokens = [profile.verify.true_token, profile.verify.false_token]
     served = []
     for round_seed, answer in ((11, "11"), (12, "99")):
-        pairs = [(p, answer) for p in prompts] * 40          # ~10 optimiser steps
-        stats = backend.train(pairs, lr=1e-2, seed=round_seed, progress=NOOP)
+        target = encode_prompt(backend.tok, answer) + [backend.end_id]
+        examples = [(encode_prompt(backend.tok, p), target) for p in prompts] * 40   # ~10 optimiser steps
+        stats = backend.train(examples, lr=1e-2, seed=round_seed, progress=NOOP)
         assert stats["vllm"]["lora_id"] == backend.lora.id and Path(backend.lora.path).is_dir()
         served.append(backend.lora)
         greedy = backend.greedy(prompts, NOOP)
