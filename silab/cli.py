@@ -82,6 +82,9 @@ def cmd_run(argv: list[str]) -> int:
     add_profile_args(parser)
     parser.add_argument("--rounds", type=int, help="train this many times (measures rounds 0..K)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run after its last completed round")
+    parser.add_argument("--track", choices=["tensorboard", "wandb"],
+                        help="also log each round to TensorBoard (RUN/tensorboard) or W&B; a resumed "
+                        "run continues the same tracker run")
     args = parser.parse_args(argv)
     if args.rounds is not None and args.rounds < 0:
         raise UsageError(f"--rounds must be >= 0, got {args.rounds}")
@@ -91,6 +94,9 @@ def cmd_run(argv: list[str]) -> int:
     from silab.engine.loop import profile_toml
 
     printer = ConsolePrinter()
+    if args.track:  # one more consumer of the events; refused here when its package is missing
+        from silab.track import Tracker
+        printer = Tracker(args.track, then=printer)
     if args.resume:
         if args.profile or args.run_dir:
             raise UsageError("--resume takes its profile and folder from the run; drop --profile/--run-dir")
