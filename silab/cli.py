@@ -72,7 +72,8 @@ class ConsolePrinter:
 
 def summary_line(r: dict) -> str:
     flags = "".join(f"  {key} {r[key]}" for key in ("truncated", "check_timeouts") if r.get(key))
-    return (f"round {r['round']:>2}  U_s {r['U_s']:.3f}  U_v {r['U_v']:.3f}  G {r['G']:+.3f}  "
+    at = f" (epoch {r['t']:g})" if r.get("clock") == "epoch" else ""   # the inner clock's checkpoint
+    return (f"round {r['round']:>2}{at}  U_s {r['U_s']:.3f}  U_v {r['U_v']:.3f}  G {r['G']:+.3f}  "
             f"solver {r['solver_acc']:.3f}  verifier {r['verifier_acc']:.3f}  test {r['test_acc']:.3f}  "
             f"greedy {r['test_greedy_acc']:.3f}  {r['seconds']['total']:.1f}s{flags}")
 
