@@ -169,8 +169,8 @@ class VLLMBackend:
                                     device=self.device, can_sleep=self.can_sleep)
         if self.kwargs["max_model_len"] < m.max_model_len:
             log.info("max_model_len capped at the model's %d positions", self.kwargs["max_model_len"])
-        if not self.can_sleep:
-            log.info("vLLM on %s: no sleep mode, so sleep/wake is skipped (the engine keeps its memory "
+        if not self.can_sleep:  # a warning so that `silab run` shows it (nothing configures logging)
+            log.warning("vLLM on %s: no sleep mode, so sleep/wake is skipped (the engine keeps its memory "
                      "while peft trains)%s", self.device,
                      f"; KV cache {self.kwargs.get('kv_cache_memory_bytes', 0) / 2**20:.0f} MiB of RAM"
                      if self.device == "cpu" else "")
