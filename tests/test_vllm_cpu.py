@@ -187,6 +187,7 @@ def silab_run(*args: str, **kw):
                             stderr=subprocess.PIPE, text=True, start_new_session=True, **kw)
 
 
+@pytest.mark.timeout(1500)  # four engine starts in subprocesses; minutes on a loaded 2-core box
 def test_silab_run_on_vllm_killed_mid_round_resumes_to_the_same_numbers(tmp_path, micro):
     from test_cli import wait_for_event
 
