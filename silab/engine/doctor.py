@@ -100,6 +100,7 @@ def build_model(family: str, root: Path, cache_dir: str = "") -> str:
 
 
 PROMPTS = ["What is 12 + 30?", "Name a prime number.", "Is 7 odd?", "What is 3 x 4?"]
+ORGANISM_PROMPTS = ["12+30=", "47+38=", "5+9=", "66+27="]  # the organism reads only sums
 
 
 def self_test(profile: Profile, report: Callable[[Check], None]) -> list[Check]:
@@ -143,7 +144,7 @@ def self_test(profile: Profile, report: Callable[[Check], None]) -> list[Check]:
             if p.task.chat and has_chat_template(tok):
                 return [tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
                         for q in PROMPTS]
-            return [f"{q}=" if family == "organism" else f"{q}\nAnswer:" for q in PROMPTS]
+            return ORGANISM_PROMPTS if family == "organism" else [f"{q}\nAnswer:" for q in PROMPTS]
 
         def sample():
             b, p = state["backend"], state["profile"]

@@ -24,7 +24,8 @@ def check_runtime(profile: Profile) -> None:
     if path != "organism" and path.startswith(("/", ".", "~")) and not Path(path).expanduser().is_dir():
         raise UsageError(f"model.path: no model folder at {path}")
     if profile.model.backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise UsageError("model.backend = \"vllm\" needs vLLM and a CUDA GPU: pip install -e '.[gpu]' "
+        raise UsageError("model.backend = \"vllm\" needs vLLM: pip install -e '.[gpu]' on a CUDA box, "
+                         "bash .ci/vllm-env for vLLM's CPU build "
                          "(or --set model.backend=hf)")
     if profile.model.device.startswith("cuda"):
         import torch

@@ -23,6 +23,9 @@ from typing import Any, Callable, Mapping, Sequence
 from silab.config import Profile
 from silab.errors import UsageError
 
+# vLLM reads this when first imported: its INFO lines would drown silab's own progress (set it to see them)
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
 # vLLM's allowed max_lora_rank values (vllm/config/lora.py MaxLoRARanks; older releases stop at 256)
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 MAX_SCORED_IDS = 128       # vllm.sampling_params.MAX_LOGPROB_TOKEN_IDS: ids per logprob_token_ids request
