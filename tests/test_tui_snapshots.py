@@ -25,7 +25,7 @@ TINY = Path(__file__).parent / "data" / "recorded_tiny"
 T0 = 1_750_000_000.0
 
 
-def pinned_fit(records):
+def pinned_fit(records, compare=True):
     """What theory would say about the synthetic run, frozen (U = U∞ + A e^{-0.45 t})."""
     if len(records) < 4:
         return FitSummary(n_rounds=len(records), note="not enough rounds: 3 of 4 needed")
@@ -48,6 +48,7 @@ def pinned_fit(records):
 @pytest.fixture
 def pinned(monkeypatch):
     monkeypatch.setattr(app_module, "fit_records", pinned_fit)
+    monkeypatch.setattr(app_module, "compare_records", lambda records: None)  # coupled view
 
 
 def write_synthetic_run(run: Path, n_rounds: int = 6, target: int = 10) -> Path:

@@ -10,6 +10,7 @@ view_only=...)`.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
@@ -24,7 +25,7 @@ from textual.widgets import Footer
 from silab.errors import UsageError
 from silab.runs import is_run, read_records, run_labels
 from silab.tui.client import EngineClient, engine_argv
-from silab.tui.fitting import FitSummary, fit_records
+from silab.tui.fitting import FitSummary, compare_records, fit_records
 from silab.tui.messages import EngineEvent, EngineExited, EngineOutput, FitReady
 from silab.tui.state import LogLine, RunState, read_profile
 from silab.tui.widgets import (AccuracyChart, AddRunDialog, EventLog, ExtendDialog, HistoryTable, InjectDialog,
@@ -185,7 +186,10 @@ class SilabApp(App[int]):
                         exit_on_error=False)
 
     def _fit(self, records: list[dict[str, Any]]) -> None:
-        self.post_message(FitReady(fit_records(records), len(records)))
+        """The coupled fit first (milliseconds), then every model compared (about a second)."""
+        fit = fit_records(records, compare=False)
+        self.post_message(FitReady(fit, len(records)))
+        self.post_message(FitReady(replace(fit, comparison=compare_records(records)), len(records)))
 
     def on_fit_ready(self, message: FitReady) -> None:
         if message.n_rounds != self.state.rounds_done:

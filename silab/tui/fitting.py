@@ -59,12 +59,19 @@ class FitSummary:
 
 def fit_records(records: list[dict[str, Any]], compare: bool = True) -> FitSummary:
     """Fit the coupled model (and compare all models) on the completed rounds; never raises."""
-    from silab.theory.summary import compare_run, fit_run
+    from silab.theory.summary import fit_run
 
     summary = summarize(fit_run(records), len(records))
     if compare:
-        summary.comparison = compare_run(records)
+        summary.comparison = compare_records(records)
     return summary
+
+
+def compare_records(records: list[dict[str, Any]]) -> Comparison:
+    """Every model on the completed rounds (theory's Comparison); never raises."""
+    from silab.theory.summary import compare_run
+
+    return compare_run(records)
 
 
 def summarize(result: Summary, n_rounds: int = 0) -> FitSummary:
