@@ -131,3 +131,13 @@ def test_external_data_follows_an_eta_schedule_over_checkpoints(micro, tmp_path)
     examples, ids = loop.training_set(2)                           # the next checkpoint's share
     assert ids == pool[4:6] and len(examples) == steps * 4 + 2
     assert [e for e in examples if e not in loop.fixed] != []
+
+
+def test_the_labs_nll_chart_names_the_inner_clock():
+    from silab.tui.widgets.plots import NllChart
+
+    chart = NllChart()
+    chart.records = [{"round": 0, "U_s": 1.0, "U_v": 0.5, "G": 0.5, "clock": "epoch", "spacing": 0.5, "t": 0.0}]
+    assert "x: round = 0.5 epoch" in chart.legend().plain
+    chart.records = [{"round": 0, "U_s": 1.0, "U_v": 0.5, "G": 0.5}]
+    assert "epoch" not in chart.legend().plain

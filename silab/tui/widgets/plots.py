@@ -167,6 +167,9 @@ class NllChart(PlotextChart):
             text.append(f"⠒{self.fit_label} ", style="dim")
         if self.records and self.content_size.width >= 60:
             text.append("(G: right axis)", style="dim")
+        last = self.records[-1] if self.records else {}
+        if last.get("clock") == "epoch":   # the inner clock: x counts checkpoints of `spacing` epochs
+            text.append(f" x: round = {last.get('spacing', 1):g} epoch", style="dim")
         return text
 
     def horizon(self) -> int:
