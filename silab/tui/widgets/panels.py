@@ -140,7 +140,7 @@ def verdict_text(c: Comparison, width: int = 80) -> str:
     """The panel's one line: the model that forecasts best (★ in the table), the shared-rate test."""
     if width >= 90:
         return c.verdict()
-    short = width < 60
+    short = width < 55
     parts = []
     if c.best:
         err, coupled = c.forecast_mse.get(c.best), c.forecast_mse.get("coupled")
