@@ -20,7 +20,7 @@ KEYS = [
     ("i", "inject external data: rounds and share η, or early / uniform / late"),
     ("e", "restart a dead engine from the last completed round"),
     ("f", "fit panel: which model describes the run ↔ the paper's coupled fit"),
-    ("a", "add reference runs (their curves drawn dashed-lettered beside this run)"),
+    ("a", "add reference runs: a run, or a sweep's folder (all its arms), drawn beside this run"),
     ("t", "theory sandbox: edit λ, α/β, G∞, U_s0, U_v0, γ, η and see the prediction"),
     ("w", "write a screenshot (SVG) of the lab into the run folder"),
     ("ctrl+p", "command palette: every action by name"),
@@ -43,8 +43,10 @@ SYMBOLS = [
 
 PANELS = [
     ("NLL plot", "letters S V G are U_s, U_v, G per round (G on the right axis); braille lines are "
-                 "the coupled fit, drawn on to the limit; reference runs use lower-case s v g"),
-    ("acc% plot", "T test (sampled), S solver, V verifier (picks right), P pass@k"),
+                 "the coupled fit, drawn on to the limit; reference runs are the digits 1, 2, … of the "
+                 "'refs' line"),
+    ("acc% plot", "T test (sampled), S solver, V verifier (picks right), P pass@k; digits: the "
+                  "reference runs' test accuracy"),
     ("fit panel", "coupled, exp (a rate each), power, exp2 (two rates): R² per series and the "
                   "one-round-ahead forecast error (rolling origin; last round while there are "
                   "fewer than 7). ★ forecasts best, ~ its fit flags a problem (a rate at the edge "
