@@ -30,28 +30,37 @@ def pick_device(name: str) -> torch.device:
 class RawLogprobs:
     """A logits processor that keeps only what each sample's log-prob needs: at every step it reads
     the log-prob of the token chosen at the step before from that step's raw (pre-temperature,
-    pre-top-p) distribution, so memory holds one [sequences, vocab] step, never all of them.
+    pre-top-p) logits, so memory holds one [sequences, vocab] step, never all of them.
     transformers runs custom processors before its sampling warpers (temperature, top-p), so the
-    scores seen here are the model's raw logits."""
+    scores seen here are the model's raw logits. Both buffers are allocated once: small tensors kept
+    alive step after step would pin the freed per-step logits in the heap and grow the process."""
 
-    def __init__(self):
-        self.prev: torch.Tensor | None = None
-        self.chosen: list[torch.Tensor] = []
+    def __init__(self, max_new_tokens: int):
+        self.max_new_tokens = max_new_tokens
+        self.prev: torch.Tensor | None = None   # the last step's raw logits
+        self.lse: torch.Tensor | None = None    # and their log-sum-exp
+        self.out: torch.Tensor | None = None    # [sequences, max_new_tokens] chosen tokens' log-probs
+        self.step = 0
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        self._take(input_ids[:, -1])
-        self.prev = scores.float().log_softmax(-1)
+        if self.prev is None:
+            self.prev = torch.empty(scores.shape, dtype=torch.float32, device=scores.device)
+            self.out = torch.zeros(scores.shape[0], self.max_new_tokens, dtype=torch.float32, device=scores.device)
+        else:
+            self._take(input_ids[:, -1])
+        self.prev.copy_(scores)
+        self.lse = torch.logsumexp(self.prev, dim=-1)
         return scores
 
     def _take(self, tokens: torch.Tensor) -> None:
-        if self.prev is not None:
-            self.chosen.append(self.prev.gather(-1, tokens.unsqueeze(-1)).squeeze(-1))
+        self.out[:, self.step] = self.prev.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - self.lse
+        self.step += 1
 
     def finish(self, last: torch.Tensor) -> torch.Tensor:
         """[sequences, steps] log-probs of the generated tokens, given the last step's tokens."""
         self._take(last)
-        self.prev = None
-        return torch.stack(self.chosen, dim=1)
+        out, self.prev, self.out = self.out[:, :self.step], None, None
+        return out
 
 
 class HFBackend:
@@ -104,7 +113,7 @@ class HFBackend:
         # temperature and top-p as warpers after RawLogprobs (which must see the raw logits)
         sampling = dict(do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=0) if do_sample \
             else dict(do_sample=False)
-        raw = RawLogprobs()
+        raw = RawLogprobs(self.p.model.max_new_tokens)
         out = self.model.generate(
             input_ids=ids, attention_mask=mask, num_return_sequences=n, max_new_tokens=self.p.model.max_new_tokens,
             pad_token_id=self.tok.pad_token_id, eos_token_id=self.stop_ids, logits_processor=[raw],
