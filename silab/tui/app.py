@@ -9,52 +9,34 @@ view_only=...)`.
 """
 from __future__ import annotations
 
-import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from collections.abc import Callable, Iterable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Footer
 
 from silab.errors import UsageError
-from silab.runs import is_run, read_records, run_labels
+from silab.runs import is_run, read_records
 from silab.tui.client import EngineClient, engine_argv
 from silab.tui.fitting import FitSummary, compare_records, fit_records
 from silab.tui.messages import EngineEvent, EngineExited, EngineOutput, FitReady
 from silab.tui.state import LogLine, RunState, read_profile
-from silab.tui.widgets import (AccuracyChart, AddRunDialog, EventLog, ExtendDialog, HistoryTable, InjectDialog,
-                               NllChart, ParamTable, QuitDialog, RoundPanel, SettingsDialog,
-                               StatusLine)
-from silab.tui.widgets.help import HelpScreen
-from silab.tui.widgets.sandbox import SandboxScreen
+from silab.tui.instrument import InstrumentActions
+from silab.tui.widgets import (AccuracyChart, AddRunDialog, EventLog, ExtendDialog, HistoryTable,
+                               InjectDialog, NllChart, ParamTable, QuitDialog, RoundPanel,
+                               SettingsDialog, StatusLine)
 
 HISTORY_LINES = 400        # recorded events replayed into the log on open
 PROGRESS_COALESCE_S = 0.05  # progress ticks faster than this are merged: keys stay snappy
 
 EngineCommand = Callable[[bool], Sequence[str]]  # first start? -> argv
 
-PALETTE = [  # (action, title, what it does): the command palette's entries
-    ("step", "Step", "run one round, then wait (extend the run after its last round)"),
-    ("run", "Run", "run rounds up to the profile's last (or extend the run and run on)"),
-    ("pause", "Pause", "pause after the current phase"),
-    ("settings", "Settings", "σ / N / learning rate for the next round"),
-    ("inject", "Inject external data", "rounds and share η, or a preset schedule"),
-    ("restart", "Restart the engine", "from the last completed round"),
-    ("fit_view", "Fit view", "which model describes the run ↔ the coupled fit"),
-    ("add_run", "Add reference runs", "a run or a sweep's folder, drawn beside this run"),
-    ("sandbox", "Theory sandbox", "edit λ, α/β, G∞, U_s0, U_v0, γ, η; the prediction beside the data"),
-    ("screenshot", "Screenshot", "save the lab as SVG into the run folder"),
-    ("help", "Help", "keys, symbols, panels and files"),
-]
 
-
-class SilabApp(App[int]):
+class SilabApp(InstrumentActions, App[int]):
     """One run on screen; with an engine unless view_only."""
 
     CSS_PATH = "silab.tcss"
@@ -165,11 +147,6 @@ class SilabApp(App[int]):
             self._binding_sig = sig
             self.refresh_bindings()
 
-    def load_references(self) -> None:
-        """(Re)read the reference runs' rounds: they may be running themselves."""
-        self.refs = [(label, read_records(path)) for label, path in
-                     zip(run_labels(self.references), self.references)]
-
     def refresh_charts(self) -> None:
         records, target = self.state.records, self.state.target_rounds
         self.query_one(NllChart).set_data(records, target, fit=self.fit, refs=self.refs)
@@ -189,7 +166,9 @@ class SilabApp(App[int]):
         """The coupled fit first (milliseconds), then every model compared (about a second)."""
         fit = fit_records(records, compare=False)
         self.post_message(FitReady(fit, len(records)))
-        self.post_message(FitReady(replace(fit, comparison=compare_records(records)), len(records)))
+        comparison = compare_records(records)
+        if comparison is not None:
+            self.post_message(FitReady(replace(fit, comparison=comparison), len(records)))
 
     def on_fit_ready(self, message: FitReady) -> None:
         if message.n_rounds != self.state.rounds_done:
@@ -371,47 +350,6 @@ class SilabApp(App[int]):
                 await self.send({"cmd": "inject", "schedule": schedule}, f"inject external data: {schedule}")
         self.push_screen(self.dialog("inject").prepare(self.profile_data, st.schedule, first_open,
                                                        st.target_rounds, st.n_external), done)
-
-    def action_add_run(self) -> None:
-        def done(paths: list[Path] | None) -> None:
-            if not paths:
-                return
-            new = [p for p in paths if p not in self.references and p != self.run_dir]
-            self.references += new
-            self.load_references()
-            self.refresh_charts()
-            self.log_line("reference runs: " + (", ".join(str(p) for p in new) or "already shown"))
-        self.push_screen(self.dialog("add_run"), done)
-
-    def action_sandbox(self) -> None:
-        self.push_screen(SandboxScreen(list(self.state.records), self.fit, self.state.target_rounds))
-
-    def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.run_dir))
-
-    def action_screenshot(self) -> None:
-        """Save what the lab shows as SVG into the run folder (Textual's own screenshot)."""
-        try:
-            path = self.save_screenshot(path=str(self.run_dir),
-                                        filename=f"screenshot-{time.strftime('%Y%m%d-%H%M%S')}.svg")
-        except OSError as exc:
-            self.log_line(f"cannot save a screenshot in {self.run_dir}: {exc}", error=True)
-            return
-        self.log_line(f"screenshot saved: {path}")
-        self.notify(f"screenshot saved: {path}")
-
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The lab's actions in the command palette (ctrl+p), those available now."""
-        yield from super().get_system_commands(screen)
-        for action, title, what in PALETTE:
-            if self.check_action(action, ()):
-                yield SystemCommand(title, what, partial(self.run_action, action))
-
-    def action_fit_view(self) -> None:
-        """The fit panel: which model describes the run <-> the paper's coupled fit."""
-        table = self.query_one(ParamTable)
-        table.view = "coupled" if table.view == "models" else "models"
-        table.show(self.fit, self.state.rounds_done)
 
     async def action_restart(self) -> None:
         if self.client is not None and self.client.alive:
