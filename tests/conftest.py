@@ -27,6 +27,12 @@ def micro(organism_cache) -> tuple[str, list[str]]:
     return str(MICRO_PROFILE), [f"model.cache_dir={organism_cache}"]
 
 
+# One math thread per process, here and in every engine subprocess a test starts: the suite runs
+# several processes at once on few cores, and torch's spinning thread pools then slow tiny models
+# twenty-fold (a micro round: 0.4 s with one thread, 10 s with two on a busy 2-core machine).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _quiet_libraries():
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
