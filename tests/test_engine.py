@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from silab.config import load_profile
+from silab.engine.tokens import encode_prompt
 from silab.engine import session
 from silab.engine.organism import PRESETS, build_model, build_tokenizer
 from silab.engine.select import best_of_n, measure, pass_at_k, qe_score, roc_auc, tf_score
@@ -149,12 +150,15 @@ def test_training_set_rehearses_the_judges_own_verdicts(micro, tmp_path, method)
     loop, _ = run_rounds(profile, tmp_path / "run", 0)
     v = profile.verify
     yes, no = (v.true_token, v.false_token) if method == "tf" else (v.qe_tokens[-1], v.qe_tokens[0])
-    pairs, external = loop.training_set(1)
-    picks = [(row["prompt"], row["responses"][row["pick"]]["text"]) for row in loop.prev]
-    assert pairs[:len(picks)] == picks and external == []
-    verdicts = pairs[len(picks):]
+    examples, external = loop.training_set(1)
+    tok, end = loop.backend.tok, loop.backend.end_id
+    # a pick trains on exactly the ids it was sampled as (and U_v measured), end of turn included
+    picks = [(encode_prompt(tok, row["prompt"]), row["responses"][row["pick"]]["tokens"]) for row in loop.prev]
+    assert examples[:len(picks)] == picks and external == []
+    verdicts = [(p, tok.decode(t[:-1])) for p, t in examples[len(picks):] if t[-1] == end]
+    assert len(verdicts) == len(examples) - len(picks)
     scores = [r["score"] for row in loop.prev for r in row["responses"]]
     assert all(0.0 <= s <= 1.0 for s in scores)
     expected = sum(max(r["score"] for r in row["responses"]) >= 0.5 for row in loop.prev) + \
         sum(min(r["score"] for r in row["responses"]) < 0.5 for row in loop.prev)
-    assert len(verdicts) == expected and {answer for _, answer in verdicts} <= {yes, no}
+    assert len(verdicts) == expected and {answer for _, answer in verdicts} <= {yes.strip(), no.strip()}
