@@ -8,11 +8,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
 from silab.config import Profile
+from silab.engine.tokens import cut_at_stop, decode_responses
 
 Progress = Callable[[int, int], None]  # (done, total)
 Example = tuple[list[int], list[int]]   # (prompt ids, target ids): what one training example is
@@ -28,6 +29,17 @@ class Sample:
     @property
     def n_tokens(self) -> int:
         return len(self.tokens)
+
+
+def to_samples(rows: Sequence[Sequence[tuple[list[int], list[float]]]], tokenizer,
+               stop_ids: Sequence[int]) -> list[list[Sample]]:
+    """Generated rows (per prompt: n (tokens, per-token raw log-probs)) as Samples with the backend
+    contract: tokens up to and including the first stop id, the log-prob summed over those tokens,
+    text decoded without the stop id, `finished` False when no stop id came. Both backends use it."""
+    cut = [[cut_at_stop(tokens, stop_ids) for tokens, _ in row] for row in rows]
+    texts = iter(decode_responses(tokenizer, [kept for row in cut for kept, _ in row], stop_ids))
+    return [[Sample(next(texts), kept, float(sum(lps[:len(kept)])), finished)
+             for (kept, finished), (_, lps) in zip(row_cut, row)] for row_cut, row in zip(cut, rows)]
 
 
 class Backend(Protocol):

@@ -13,9 +13,8 @@ import numpy as np
 import torch
 
 from silab.config import Profile
-from silab.engine.backend import Example, Progress, Sample, epoch_order
-from silab.engine.tokens import (answer_token_ids, cut_at_stop, decode_response, encode_prompt, end_of_turn_id,
-                                 stop_token_ids)
+from silab.engine.backend import Example, Progress, Sample, epoch_order, to_samples
+from silab.engine.tokens import answer_token_ids, encode_prompt, end_of_turn_id, stop_token_ids
 
 
 OPTIMIZER_FILE = "optimizer.pt"   # beside the adapter: the continuous fine-tune's AdamW state
@@ -120,12 +119,8 @@ class HFBackend:
             return_dict_in_generate=True, **sampling)
         new = out.sequences[:, ids.shape[1]:]                                # [B*n, T]
         token_lp = raw.finish(new[:, -1])                                     # [B*n, T]
-        flat = []
-        for row, lps in zip(new.tolist(), token_lp.tolist()):
-            tokens, finished = cut_at_stop(row, self.stop_ids)
-            flat.append(Sample(decode_response(self.tok, tokens, self.stop_ids), tokens,
-                               float(sum(lps[:len(tokens)])), finished))
-        return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
+        flat = list(zip(new.tolist(), token_lp.tolist()))
+        return to_samples([flat[i * n:(i + 1) * n] for i in range(len(prompts))], self.tok, self.stop_ids)
 
     def _batched(self, items: list, batch: int, fn, progress: Progress) -> list:
         results = []

@@ -92,6 +92,19 @@ def manifest(profile: Profile, argv: list[str]) -> dict:
             "argv": argv, "host": platform.node()}
 
 
+def judge_format(profile: Profile, tokenizer) -> tuple[str, list[str]]:
+    """The judge prompt and the answer words it is read from: True/False (tf) or 1..K (qe). A
+    profile that gives the judge's question (tf_question / qe_question) with chat = true gets its
+    template from the tokenizer's chat template, so it cannot drift from the model's format."""
+    v = profile.verify
+    template, question, words = (v.tf_template, v.tf_question, [v.true_token, v.false_token]) \
+        if v.method == "tf" else (v.qe_template, v.qe_question, v.qe_tokens)
+    if question:
+        template = chat_judge_template(tokenizer, question) if profile.task.chat and has_chat_template(tokenizer) \
+            else "{prompt}{response}\n" + question + "\n"
+    return template, words
+
+
 @dataclass
 class Control:
     """How the driver (headless CLI or interactive engine) talks to a running loop."""
@@ -242,16 +255,7 @@ class RoundLoop:
         return getattr(self.task, "check_timeouts", lambda: 0)()
 
     def judge_format(self) -> tuple[str, list[str]]:
-        """The judge prompt and the answer words it is read from: True/False (tf) or 1..K (qe). A
-        profile that gives the judge's question (tf_question / qe_question) with chat = true gets its
-        template from the tokenizer's chat template, so it cannot drift from the model's format."""
-        v, tok = self.p.verify, self.backend.tok
-        template, question, words = (v.tf_template, v.tf_question, [v.true_token, v.false_token]) \
-            if v.method == "tf" else (v.qe_template, v.qe_question, v.qe_tokens)
-        if question:
-            template = chat_judge_template(tok, question) if self.p.task.chat and has_chat_template(tok) \
-                else "{prompt}{response}\n" + question + "\n"
-        return template, words
+        return judge_format(self.p, self.backend.tok)
 
     def judge(self, prompts: list[str], samples: list[list[Sample]], progress) -> np.ndarray:
         """The model scores its own answers with the profile's judge prompt (tf or qe)."""

@@ -74,10 +74,12 @@ def cut_at_stop(tokens: Sequence[int], stop_ids: Sequence[int]) -> tuple[list[in
     return list(tokens), False
 
 
-def decode_response(tokenizer, tokens: Sequence[int], stop_ids: Sequence[int]) -> str:
-    """The text the checker and the judge read: the tokens without the stop id, without special tokens."""
-    body = list(tokens[:-1]) if tokens and tokens[-1] in set(stop_ids) else list(tokens)
-    return tokenizer.decode(body, skip_special_tokens=True)
+def decode_responses(tokenizer, token_lists: Sequence[Sequence[int]], stop_ids: Sequence[int]) -> list[str]:
+    """The texts the checker and the judge read: each sample's tokens without its stop id and
+    without special tokens, decoded in one batch."""
+    stops = set(stop_ids)
+    bodies = [list(t[:-1]) if t and t[-1] in stops else list(t) for t in token_lists]
+    return tokenizer.batch_decode(bodies, skip_special_tokens=True) if bodies else []
 
 
 @lru_cache(maxsize=8)

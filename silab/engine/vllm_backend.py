@@ -44,8 +44,8 @@ from typing import Sequence
 import numpy as np
 
 from silab.config import Profile
-from silab.engine.backend import Example, Progress, Sample
-from silab.engine.tokens import answer_token_ids, cut_at_stop, decode_response, encode_prompt, end_of_turn_id, \
+from silab.engine.backend import Example, Progress, Sample, to_samples  # noqa: F401 (to_samples: one rule for both)
+from silab.engine.tokens import answer_token_ids, cut_at_stop, decode_responses, encode_prompt, end_of_turn_id, \
     stop_token_ids
 from silab.engine.vllm_engine import (MAX_SCORED_IDS, LocalEngine, ReplicaPool, engine_kwargs, platform_device,
                                       replica_gpu_groups, sleep_mode_available, visible_gpus)
@@ -115,22 +115,6 @@ def word_probs(scores: Sequence[dict[int, float]], groups: Sequence[Sequence[int
         for c, group in enumerate(groups):
             probs[r, c] = sum(math.exp(row[t]) for t in group)
     return probs
-
-
-def to_samples(rows: Sequence[Sequence[tuple[list[int], list[float]]]], tokenizer,
-               stop_ids: Sequence[int]) -> list[list[Sample]]:
-    """Engine results (per prompt: n (tokens, per-token raw log-probs)) as Samples with the backend
-    contract: tokens up to and including the first stop id, the log-prob summed over those tokens,
-    text decoded without the stop id, `finished` False when no stop id came."""
-    out = []
-    for row in rows:
-        samples = []
-        for tokens, logprobs in row:
-            kept, finished = cut_at_stop(tokens, stop_ids)
-            samples.append(Sample(decode_response(tokenizer, kept, stop_ids), kept,
-                                  float(sum(logprobs[:len(kept)])), finished))
-        out.append(samples)
-    return out
 
 
 def probe_mismatches(before: Sequence, after: Sequence, tol: float = PROBE_LOGPROB_TOL) -> list[int]:
@@ -238,7 +222,7 @@ class VLLMBackend:
     def greedy(self, prompts: list[str], progress: Progress) -> list[str]:
         ids = self._encode(prompts)
         tokens = self._run("greedy", ids, [self.greedy_params()] * len(ids), progress)
-        return [decode_response(self.tok, cut_at_stop(t, self.stop_ids)[0], self.stop_ids) for t in tokens]
+        return decode_responses(self.tok, [cut_at_stop(t, self.stop_ids)[0] for t in tokens], self.stop_ids)
 
     # --- judging --------------------------------------------------------------------------------
     def next_token_probs(self, texts: list[str], words: list[str], progress: Progress) -> np.ndarray:
