@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from silab.errors import UsageError, UsageParser as Parser
@@ -25,59 +24,6 @@ def add_profile_args(parser: argparse.ArgumentParser) -> None:
 
 # --- silab run ----------------------------------------------------------------------------------
 
-class ConsolePrinter:
-    """Headless view of the engine's events: a progress line per phase, a summary line per round."""
-    LABELS = {"build": "building organism", "train": "training", "sample": "sampling",
-              "judge": "judging", "evaluate": "evaluating"}
-
-    def __init__(self, out=sys.stdout, err=sys.stderr):
-        self.out, self.err = out, err
-        self.tty = err.isatty()
-        self.phase_start = time.perf_counter()
-
-    def __call__(self, e: dict) -> None:
-        kind = e["event"]
-        if kind == "phase_started":
-            self.phase_start = time.perf_counter()
-        elif kind == "progress":
-            self.bar(e)
-        elif kind == "phase_finished" and self.tty:
-            self.err.write("\r\033[K")
-        elif kind == "round_finished":
-            self.out.write(summary_line(e["record"]) + "\n")
-            self.out.flush()
-        elif kind == "run_started":
-            resumed = e.get("resumed_from")
-            note = f" (resuming after round {resumed})" if resumed is not None else ""
-            self.err.write(f"run {e['run_dir']}: profile {e['profile']}, rounds 0..{e['rounds']}{note}\n")
-        elif kind in ("log", "error"):
-            self.err.write(f"{e['message']}\n")
-
-    def bar(self, e: dict) -> None:
-        done, total = e["done"], max(e["total"], 1)
-        width = 30
-        filled = int(width * done / total)
-        elapsed = time.perf_counter() - self.phase_start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (total - done) / rate if rate > 0 else 0.0
-        where = f"round {e['round']} " if e.get("round") is not None else ""
-        line = (f"{where}{self.LABELS.get(e['phase'], e['phase']):<18} [{'#' * filled}{'.' * (width - filled)}] "
-                f"{done}/{total} {rate:,.0f}/s eta {eta:.0f}s")
-        if self.tty:
-            self.err.write("\r\033[K" + line)
-        elif done == total or (e["phase"] == "build" and done % max(total // 10, 1) == 0):
-            self.err.write(line + "\n")  # logs get the long build in tenths, phases when done
-        self.err.flush()
-
-
-def summary_line(r: dict) -> str:
-    flags = "".join(f"  {key} {r[key]}" for key in ("truncated", "check_timeouts") if r.get(key))
-    at = f" (epoch {r['t']:g})" if r.get("clock") == "epoch" else ""   # the inner clock's checkpoint
-    return (f"round {r['round']:>2}{at}  U_s {r['U_s']:.3f}  U_v {r['U_v']:.3f}  G {r['G']:+.3f}  "
-            f"solver {r['solver_acc']:.3f}  verifier {r['verifier_acc']:.3f}  test {r['test_acc']:.3f}  "
-            f"greedy {r['test_greedy_acc']:.3f}  {r['seconds']['total']:.1f}s{flags}")
-
-
 def cmd_run(argv: list[str]) -> int:
     parser = Parser(prog="silab run", description="Run self-improvement rounds headless.")
     add_profile_args(parser)
@@ -91,6 +37,7 @@ def cmd_run(argv: list[str]) -> int:
         raise UsageError(f"--rounds must be >= 0, got {args.rounds}")
 
     from silab.config import apply_overrides, load_profile
+    from silab.console import ConsolePrinter
     from silab.engine import session
     from silab.engine.loop import profile_toml
 

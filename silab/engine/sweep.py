@@ -127,7 +127,7 @@ def share_rounds(source: Path, run, upto: int) -> None:
 
 def run_arms(arms: list[Arm], profiles: dict, out: Path, say) -> dict[str, list[Path]]:
     """Every arm for every seed, in-process, one backend per seed. Returns arm label -> run folders."""
-    from silab.cli import ConsolePrinter
+    from silab.console import ConsolePrinter
     from silab.engine import session
     from silab.engine.loop import external_counts
 
