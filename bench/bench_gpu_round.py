@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from silab.engine.loop import round_seed
     from silab.engine.loop import fill
     from silab.engine.tokens import answer_token_ids
-    from silab.engine.vllm_backend import prompt_seeds
+    from silab.engine.backends.vllm import prompt_seeds
     from silab.engine.vllm_engine import LocalEngine, _sampling_params, platform_device
 
     cuda = platform_device() == "cuda"

@@ -26,7 +26,7 @@ def child(kind: str, model: str, prompts: int, n: int, new: int) -> dict:
     import torch
 
     from silab.config import load_profile
-    from silab.engine.hf import HFBackend
+    from silab.engine.backends.hf import HFBackend
 
     torch.set_num_threads(1)  # steadier on a shared machine; both measurements alike
     profile = load_profile("tiny", [f"model.path={model}", "model.device=cpu", f"model.max_new_tokens={new}",

@@ -17,7 +17,7 @@ import time
 import torch
 
 from silab.config import load_profile
-from silab.engine.hf import HFBackend
+from silab.engine.backends.hf import HFBackend
 from silab.engine.organism import ensure_organism
 from silab.tasks import format_prompt, get_task, split_items
 

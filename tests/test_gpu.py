@@ -19,7 +19,7 @@ if not torch.cuda.is_available():
 
 from silab.config import load_profile  # noqa: E402
 from silab.engine import session  # noqa: E402
-from silab.engine.hf import HFBackend  # noqa: E402
+from silab.engine.backends.hf import HFBackend  # noqa: E402
 from silab.engine.organism import ensure_organism  # noqa: E402
 from silab.engine.tokens import encode_prompt  # noqa: E402
 from silab.runs.store import read_records  # noqa: E402
@@ -54,7 +54,7 @@ def gpu(organism_cache):
 
 @pytest.fixture(scope="module")
 def backend(gpu):
-    from silab.engine.vllm_backend import VLLMBackend
+    from silab.engine.backends.vllm import VLLMBackend
 
     profile, model_dir, _ = gpu
     b = VLLMBackend(profile, model_dir)
@@ -170,7 +170,7 @@ def test_sampling_is_reproducible(backend, gpu):
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
 def test_data_parallel_replicas_match_one_engine(backend, gpu):
     from silab.config import apply_overrides
-    from silab.engine.vllm_backend import VLLMBackend
+    from silab.engine.backends.vllm import VLLMBackend
 
     profile, model_dir, prompts = gpu
     one = backend.sample(prompts, 2, seed=4, progress=NOOP)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from silab.config import load_profile
-from silab.engine.hf import HFBackend
+from silab.engine.backends.hf import HFBackend
 from silab.engine.micro import FAMILIES, build_micro
 from silab.engine import session
 from silab.engine.tokens import (answer_token_ids, chat_judge_template, encode_prompt, end_of_turn_id,

@@ -22,7 +22,7 @@ pytest.importorskip("vllm", reason="vllm is not installed (CI: .ci/vllm-env make
 torch = pytest.importorskip("torch")
 
 from silab.config import apply_overrides, load_profile  # noqa: E402
-from silab.engine.hf import HFBackend  # noqa: E402
+from silab.engine.backends.hf import HFBackend  # noqa: E402
 from silab.engine.organism import ensure_organism  # noqa: E402
 from silab.engine.tokens import cut_at_stop, encode_prompt  # noqa: E402
 
@@ -46,7 +46,7 @@ def cpu(organism_cache):
 
 @pytest.fixture(scope="module")
 def backend(cpu):
-    from silab.engine.vllm_backend import VLLMBackend
+    from silab.engine.backends.vllm import VLLMBackend
 
     profile, model_dir, _ = cpu
     b = VLLMBackend(profile, model_dir)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from silab.config import load_profile
-from silab.engine import vllm_backend as vb
+from silab.engine.backends import vllm as vb
 from silab.engine import vllm_engine as ve
 from silab.errors import UsageError
 
@@ -77,7 +77,7 @@ def test_samples_follow_the_backend_contract(micro):
     """vLLM-shaped completions of the hf backend's own samples convert back to the same Samples:
     tokens up to and including the first stop id, log-prob summed over them, text without the stop
     id; tokens after a stop id (which vLLM never sends, but a stop list could miss) are cut."""
-    from silab.engine.hf import HFBackend
+    from silab.engine.backends.hf import HFBackend
     from silab.engine.organism import ensure_organism
 
     path, overrides = micro

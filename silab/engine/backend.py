@@ -91,10 +91,3 @@ def stream(n: int, seed: int, start: int, count: int) -> list[int]:
         pos += len(take)
     return out
 
-
-def make_backend(profile: Profile, model_path: str) -> Backend:
-    if profile.model.backend == "vllm":
-        from silab.engine.vllm_backend import VLLMBackend
-        return VLLMBackend(profile, model_path)
-    from silab.engine.hf import HFBackend
-    return HFBackend(profile, model_path)

@@ -104,7 +104,7 @@ ORGANISM_PROMPTS = ["12+30=", "47+38=", "5+9=", "66+27="]  # the organism reads 
 
 
 def self_test(profile: Profile, report: Callable[[Check], None]) -> list[Check]:
-    from silab.engine.backend import make_backend
+    from silab.engine.backends import make_backend
     from silab.engine.loop import fill, judge_format
     from silab.engine.tokens import encode_prompt, has_chat_template
 
@@ -202,7 +202,7 @@ def self_test(profile: Profile, report: Callable[[Check], None]) -> list[Check]:
             if state["profile"].model.backend != "vllm":
                 raise Skip("needs model.backend = vllm (--set model.backend=vllm)")
             import torch
-            from silab.engine.hf import HFBackend
+            from silab.engine.backends.hf import HFBackend
             hf = HFBackend(replace(state["profile"], model=replace(state["profile"].model, backend="hf")), state["path"])
             if getattr(b, "lora", None) is not None:
                 hf.load_adapter(Path(b.lora.path))

@@ -35,7 +35,8 @@ from typing import Callable
 import numpy as np
 
 from silab.config import Profile, dump_toml
-from silab.engine.backend import Backend, Example, Sample, make_backend, stream
+from silab.engine.backend import Backend, Example, Sample, stream
+from silab.engine.backends import make_backend
 from silab.engine.select import best_of_n, measure, pass_at_k, qe_score, tf_score
 from silab.engine.tokens import chat_judge_template, continuation_ids, encode_prompt, has_chat_template
 from silab.runs.store import RunDir

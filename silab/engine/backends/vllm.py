@@ -271,7 +271,7 @@ class VLLMBackend:
         import torch
 
         if self.trainer is None:
-            from silab.engine.hf import HFBackend
+            from silab.engine.backends.hf import HFBackend
 
             self.trainer = HFBackend(self.p, self.model_path)  # seeded LoRA init, as on the hf backend
             self.trainer.load_adapter(Path(self.lora.path) if self.lora else None)
@@ -378,3 +378,6 @@ class VLLMBackend:
             self.trainer.close()
             self.trainer = None
         shutil.rmtree(self.book.root, ignore_errors=True)
+
+
+Backend = VLLMBackend

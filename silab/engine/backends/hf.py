@@ -231,3 +231,6 @@ class HFBackend:
 
     def close(self) -> None:
         del self.model
+
+
+Backend = HFBackend
