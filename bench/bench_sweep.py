@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from silab.engine.sweep import render
+from silab.sweep import render
 from silab.runs.store import read_records
 
 TARGET_S = 15 * 60

@@ -97,7 +97,7 @@ def cmd_fit(argv: list[str]) -> int:
 
 
 def cmd_sweep(argv: list[str]) -> int:
-    from silab.engine.sweep import main as sweep_main
+    from silab.sweep import main as sweep_main
     return sweep_main(argv)
 
 

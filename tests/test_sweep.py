@@ -11,8 +11,7 @@ import pytest
 
 from silab.cli import main as cli_main
 from silab.config import load_profile
-from silab.engine.sweep import main as sweep_main
-from silab.engine.sweep import render
+from silab.sweep import main as sweep_main, render
 from silab.runs.store import read_jsonl, read_records
 from silab.tasks import split_items
 
@@ -174,7 +173,9 @@ def test_a_non_empty_sweep_folder_is_refused(tmp_path, capsys):
 def test_verdict_compares_the_fitted_limits_with_a_test_sized_for_the_arms(tmp_path):
     """On recorded curves (arms = the organism run scaled): each arm's U_s∞ with its interval,
     the homogeneity test, and the first-order caveat of Prop. 5.1."""
-    from silab.engine.sweep import parse_schedules, summarize, theory_view
+    from silab.sweep.arms import parse_schedules
+    from silab.sweep.fit import theory_view
+    from silab.sweep.stats import summarize
     from test_lab_runs import make_sweep
 
     out = make_sweep(tmp_path)
