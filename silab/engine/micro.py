@@ -144,9 +144,9 @@ def build_micro(family: str, path: str | Path, *, vocab_size: int | None = None,
     vLLM's CPU attention serves). `vocab_size` larger than the tokenizer's pads the model's vocab
     (real models do too), e.g. 32,000 for memory benchmarks."""
     from transformers import GenerationConfig
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # "Writing model shards" is noise here
+    from silab.engine.organism import save_quietly
+
     fam = FAMILIES[family]
     path = Path(path)
     tok = build_tokenizer(fam, seed=seed)
@@ -160,7 +160,5 @@ def build_micro(family: str, path: str | Path, *, vocab_size: int | None = None,
     generation = GenerationConfig(bos_token_id=config.bos_token_id, pad_token_id=config.pad_token_id,
                                   eos_token_id=[ids(t) for t in fam.generation_eos])
     model.generation_config = generation
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    generation.save_pretrained(path)
+    save_quietly(path, model, tok, generation)
     return path

@@ -138,6 +138,21 @@ def pretrain(model, tokenizer, spec: OrganismSpec, progress: Callable[[int, int,
     model.eval()
 
 
+def save_quietly(path: Path, *parts) -> None:
+    """save_pretrained each part (model, tokenizer, config) into path without transformers' own
+    "Writing model shards" bar, which would land in the middle of silab's progress lines."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        for part in parts:
+            part.save_pretrained(path)
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 def ensure_organism(preset: str = "tiny", cache_dir: str | Path = "", seed: int = 0,
                     progress: Callable[[int, int, float], None] | None = None) -> Path:
     """Path of the organism's saved model, building it once (atomically) if the cache lacks it."""
@@ -152,8 +167,7 @@ def ensure_organism(preset: str = "tiny", cache_dir: str | Path = "", seed: int 
     pretrain(model, tokenizer, spec, progress or (lambda *a: None))
     tmp = root / f".{path.name}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    save_quietly(tmp, model, tokenizer)
     (tmp / "organism.json").write_text(json.dumps({"preset": preset, **asdict(spec)}, indent=1))
     try:
         tmp.rename(path)
