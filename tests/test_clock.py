@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def test_fractional_epochs_on_refreshed_picks_train_that_share_of_the_steps(micr
     examples = picks + verdicts
     per_epoch = -(-len(examples) // 4)
     for epochs in (0.5, 1.0, 1.5):
-        profile.train.epochs = epochs              # the backend reads the run's profile
+        loop.backend.p = replace(profile, train=replace(profile.train, epochs=epochs))  # the backend's own
         loop.restore(0)
         stats = loop.backend.train(examples, 1e-4, 1, lambda d, n: None)
         assert stats["steps"] == max(1, round(epochs * per_epoch)), epochs

@@ -1,12 +1,13 @@
 """The external pool M (cross-improvement, Sun et al. Sec. 5): disjoint from the self-improvement
 prompts and the test split, carrying reference solutions, spent once over the rounds, and schedules
 that cannot be spent are refused with a clear one-line error."""
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from silab.config import TaskConfig, load_profile
+from silab.config import ExternalConfig, TaskConfig, load_profile
 from silab.engine.loop import RoundLoop, external_counts
 from silab.errors import UsageError
 from silab.tasks import get_task, split_items
@@ -82,7 +83,7 @@ def test_no_pool_item_is_used_twice_even_when_the_plan_changes_mid_run():
     used = []
     for t in range(1, 7):
         if t == 3:   # the UI replans the rounds not yet run
-            loop.p.external.schedule = "uniform"
+            loop.p = replace(loop.p, external=ExternalConfig("uniform"))
         ids = [it.id for it in loop.external_for(t)]
         used += ids
         loop.run.rows.append({"round": t, "external_ids": ids})

@@ -22,7 +22,7 @@ def test_named_schedules_spend_the_whole_set():
 @pytest.mark.parametrize("schedule, T, says", [
     ([0.5, -0.1], 4, "negative"),
     ([0.7, 0.6], 4, "add up to"),
-    ([0.1] * 5, 4, "5 shares for 4 rounds"),
+    ([0.1] * 5, 4, "lists 5 shares but the run has 4 rounds"),
     ("sometimes", 4, "unknown schedule"),
     ([0.1, float("nan")], 4, "finite"),
     (["a"], 4, "numbers"),

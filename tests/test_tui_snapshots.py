@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from silab.config import Profile, dump_toml
+from silab.config import ExternalConfig, Profile, TaskConfig, dump_toml
 from silab.tui import app as app_module
 from silab.tui.app import SilabApp
 from silab.tui.fitting import FitSummary, ParamRow
@@ -53,9 +53,8 @@ def pinned(monkeypatch):
 
 def write_synthetic_run(run: Path, n_rounds: int = 6, target: int = 10) -> Path:
     """A run folder with the fake engine's decaying metrics and fixed event times."""
-    profile = Profile(name="synthetic", rounds=target)
-    profile.task.n_external = 32
-    profile.external.schedule = [0.0, 0.0, 0.1, 0.1]
+    profile = Profile(name="synthetic", rounds=target, task=TaskConfig(n_external=32),
+                      external=ExternalConfig([0.0, 0.0, 0.1, 0.1]))
     (run / "rounds").mkdir(parents=True)
     (run / "profile.toml").write_text(dump_toml(profile.to_dict()))
     (run / "manifest.json").write_text(json.dumps({"silab": "test"}))

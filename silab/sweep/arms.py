@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from silab.config import profile_from_dict, schedule_shares
 from silab.errors import UsageError
 from silab.protocol import SCHEDULES
 
@@ -33,8 +34,6 @@ def split_top_level(text: str) -> list[str]:
 
 def parse_schedules(text: str, rounds: int) -> list[Arm]:
     """The arms, control first: names from none/early/uniform/late, or lists of shares in brackets."""
-    from silab.theory import schedule_shares
-
     arms, lists = [Arm("none", "none", "none")], 0
     for part in (p.strip() for p in split_top_level(text)):
         if not part:
@@ -66,8 +65,6 @@ def parse_schedules(text: str, rounds: int) -> list[Arm]:
 
 def arm_profile(base, arm: Arm, seed: int):
     """The base profile with the arm's schedule and seed, validated like a profile file."""
-    from silab.config import profile_from_dict
-
     data = base.to_dict()
     data["external"]["schedule"] = arm.spec if isinstance(arm.spec, str) else list(arm.spec)
     data["seed"] = seed

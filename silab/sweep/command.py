@@ -31,9 +31,7 @@ def main(argv: list[str]) -> int:
 
     from silab.config import load_profile
 
-    base = load_profile(args.profile, args.overrides)
-    if args.rounds is not None:
-        base.rounds = args.rounds
+    base = load_profile(args.profile, args.overrides, args.rounds)
     if base.rounds < 1:
         raise UsageError(f"--rounds must be >= 1 for a sweep (schedules spend data in rounds 1..T), got {base.rounds}")
     if args.seeds < 1:

@@ -30,47 +30,19 @@ from typing import Sequence
 import numpy as np
 from scipy import optimize, stats
 
+from silab.config import schedule_shares as config_shares
+from silab.protocol import SCHEDULES
 from silab.theory.data import Series
 from silab.theory.models import fit, r_squared
 
-SCHEDULES = ("none", "early", "uniform", "late")
-
 
 def schedule_shares(schedule: str | Sequence[float], T: int) -> np.ndarray:
-    """Shares η_1..η_T of the external set: a name (none, early, uniform, late) or a list.
-
-    early spends everything in round 1, late in round T, uniform 1/T per round; a list shorter
-    than T is padded with zeros. Raises ValueError on a bad name or list."""
+    """Shares η_1..η_T of the external set, as the engine spends them (silab.config.schedule_shares:
+    early all in round 1, late in round T, uniform 1/T, a list padded with zeros). ValueError on a
+    bad name or list, or T < 1."""
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
         raise ValueError(f"T must be a whole number of rounds >= 1, got {T!r}")
-    if isinstance(schedule, str):
-        shares = np.zeros(T)
-        if schedule == "early":
-            shares[0] = 1.0
-        elif schedule == "late":
-            shares[-1] = 1.0
-        elif schedule == "uniform":
-            shares[:] = 1.0 / T
-        elif schedule != "none":
-            raise ValueError(f"unknown schedule {schedule!r} (choose from {', '.join(SCHEDULES)} "
-                             "or give a list of shares)")
-        return shares
-    try:
-        given = np.asarray(list(schedule), dtype=float)
-    except (TypeError, ValueError):
-        raise ValueError("a schedule list must hold numbers (shares of the external set)") from None
-    if given.ndim != 1:
-        raise ValueError("a schedule list must be flat: one share per round")
-    if given.size > T:
-        raise ValueError(f"the schedule has {given.size} shares for {T} rounds")
-    if not np.all(np.isfinite(given)):
-        raise ValueError("schedule shares must be finite numbers")
-    if np.any(given < 0):
-        raise ValueError(f"schedule shares cannot be negative (got {given.min():g})")
-    if given.sum() > 1 + 1e-9:
-        raise ValueError(f"schedule shares add up to {given.sum():g}; the external set is spent "
-                         "at most once (sum <= 1)")
-    return np.concatenate([given, np.zeros(T - given.size)])
+    return np.asarray(config_shares(schedule, int(T)), dtype=float)
 
 
 @dataclass(frozen=True)
