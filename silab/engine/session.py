@@ -5,13 +5,13 @@ the first file is written, so a refused command leaves nothing behind.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 import traceback
 from pathlib import Path
 from typing import Callable
 
 from silab.config import Profile, profile_from_dict, tomllib
+from silab.engine import backends
 from silab.engine.loop import Control, RoundLoop, manifest, profile_toml
 from silab.errors import UsageError
 from silab.runs.store import RunDir, default_run_dir
@@ -23,10 +23,7 @@ def check_runtime(profile: Profile) -> None:
     path = profile.model.path
     if path != "organism" and path.startswith(("/", ".", "~")) and not Path(path).expanduser().is_dir():
         raise UsageError(f"model.path: no model folder at {path}")
-    if profile.model.backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise UsageError("model.backend = \"vllm\" needs vLLM: pip install -e '.[gpu]' on a CUDA box, "
-                         "bash .ci/vllm-env for vLLM's CPU build "
-                         "(or --set model.backend=hf)")
+    backends.check(profile)  # e.g. vLLM installed, a dtype it serves here
     if profile.model.device.startswith("cuda"):
         import torch
         if not torch.cuda.is_available():

