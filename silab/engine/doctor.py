@@ -191,7 +191,7 @@ def self_test(profile: Profile, report: Callable[[Check], None]) -> list[Check]:
         def sleep_wake():
             b = state["backend"]
             if not hasattr(b, "sleep_wake_check"):
-                raise Skip("the hf backend does not sleep")
+                raise Skip(f"the {state['profile'].model.backend} backend has no sleep mode")
             import torch
             if not torch.cuda.is_available():
                 raise Skip("vLLM's sleep mode needs CUDA")
