@@ -166,3 +166,18 @@ def test_a_round_of_each_family_runs_on_cpu(micros, data, tmp_path, name):
             logits = b.model(input_ids=torch.tensor([prompt_ids + target])).logits[0, len(prompt_ids) - 1:-1]
         forced = logits.float().log_softmax(-1).gather(-1, torch.tensor(target).unsqueeze(-1)).sum().item()
         assert forced == pytest.approx(pick["logprob"], abs=1e-3)  # the NLL U_v measured is the target's
+
+
+def test_building_a_micro_model_prints_no_progress_bar(tmp_path, capfd):
+    """transformers' "Writing model shards" bar would land in silab's own progress lines."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()       # as in a fresh process (an hf backend turns them off for good)
+    try:
+        build_micro("llama3", tmp_path / "m")
+        assert hf_logging.is_progress_bar_enabled()   # the setting is restored, not switched off globally
+    finally:
+        if not was_on:
+            hf_logging.disable_progress_bar()
+    assert "Writing model shards" not in capfd.readouterr().err
