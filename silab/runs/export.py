@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from silab.errors import UsageError
-from silab.runs.store import atomic_write_text, is_run, read_records
+from silab.runs.store import RunDir, atomic_write_text, read_records
 
 
 def flatten(record: dict, prefix: str = "") -> dict[str, object]:
@@ -29,11 +29,7 @@ def flatten(record: dict, prefix: str = "") -> dict[str, object]:
 
 def rounds_csv(run_dir: Path) -> str:
     """The CSV text of a run's rounds (columns in the order they first appear)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UsageError(f"{run_dir}: no such run folder")
-    if not is_run(run_dir):
-        raise UsageError(f"{run_dir}: not a silab run folder (no profile.toml and manifest.json)")
+    run_dir = RunDir.check_run(run_dir)
     rows = [flatten(r) for r in read_records(run_dir)]
     if not rows:
         raise UsageError(f"{run_dir}: the run has no completed round to export")

@@ -68,12 +68,29 @@ class RunDir:
         self.path = Path(path)
         self.rounds_dir = self.path / "rounds"
 
-    # --- creation and opening ----------------------------------------------------------------
-    @classmethod
-    def create(cls, path: Path, profile_toml: str, manifest: dict) -> "RunDir":
+    # --- the folder rules (one place, one message each), creation and opening ---------------
+    @staticmethod
+    def check_new(path: Path) -> Path:
+        """A new run (or sweep) goes into a folder that is absent or empty, never over another."""
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise UsageError(f"{path}: run folder exists and is not empty (use --resume {path} to continue it)")
+            hint = f" (use --resume {path} to continue it)" if is_run(path) else ""
+            raise UsageError(f"{path}: folder exists and is not empty{hint}")
+        return path
+
+    @staticmethod
+    def check_run(path: Path) -> Path:
+        """An existing run folder, to resume or view."""
+        path = Path(path)
+        if not path.is_dir():
+            raise UsageError(f"{path}: no such run folder")
+        if not is_run(path):
+            raise UsageError(f"{path}: not a silab run folder (no profile.toml and manifest.json)")
+        return path
+
+    @classmethod
+    def create(cls, path: Path, profile_toml: str, manifest: dict) -> "RunDir":
+        path = cls.check_new(path)
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
         run.rounds_dir.mkdir(exist_ok=True)
@@ -83,12 +100,7 @@ class RunDir:
 
     @classmethod
     def open(cls, path: Path) -> "RunDir":
-        path = Path(path)
-        if not path.is_dir():
-            raise UsageError(f"{path}: no such run folder")
-        if not is_run(path):
-            raise UsageError(f"{path}: not a silab run folder (no profile.toml and manifest.json)")
-        run = cls(path)
+        run = cls(cls.check_run(path))
         run.rounds_dir.mkdir(exist_ok=True)
         return run
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from silab.errors import UsageError, UsageParser as Parser
+from silab.runs.store import RunDir
 from silab.sweep.arms import arm_profile, parse_schedules
 from silab.sweep.fit import theory_view
 from silab.sweep.report import render
@@ -45,8 +46,7 @@ def main(argv: list[str]) -> int:
     seeds = [base.seed + i for i in range(args.seeds)]
     profiles = {(arm.label, seed): arm_profile(base, arm, seed) for arm in arms for seed in seeds}
     out = Path(args.out) if args.out else Path(base.run_root) / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"{out}: sweep folder exists and is not empty")
+    RunDir.check_new(out)
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

@@ -20,7 +20,7 @@ from textual.containers import Horizontal
 from textual.widgets import Footer
 
 from silab.errors import UsageError
-from silab.runs import is_run, read_records
+from silab.runs import RunDir, is_run, read_records
 from silab.tui.client import EngineClient, engine_argv
 from silab.tui.fitting import FitSummary, compare_records, fit_records
 from silab.tui.messages import EngineEvent, EngineExited, EngineOutput, FitReady
@@ -393,12 +393,6 @@ class SilabApp(InstrumentActions, App[int]):
 # ---------------------------------------------------------------------------------------------
 # entry point
 
-def _check_new_run_dir(run_dir: Path) -> None:
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise UsageError(f"{run_dir}: run folder exists and is not empty "
-                         f"(use --resume {run_dir} to continue it)")
-
-
 def run_app(*, run_dir: Path | None = None, new_profile: str | None = None,
             overrides: Sequence[str] = (), resume: bool = False, view_only: bool = False,
             references: Sequence[Path] = ()) -> int:
@@ -415,11 +409,7 @@ def run_app(*, run_dir: Path | None = None, new_profile: str | None = None,
         raise UsageError("a run folder is needed to resume or view a run")
     profile_data: dict[str, Any] = {}
     if view_only or resume:
-        run_dir = Path(run_dir)
-        if not run_dir.is_dir():
-            raise UsageError(f"{run_dir}: no such run folder")
-        if not is_run(run_dir):
-            raise UsageError(f"{run_dir}: not a silab run folder (no profile.toml and manifest.json)")
+        run_dir = RunDir.check_run(run_dir)
         app = SilabApp(run_dir, view_only=view_only, references=references)
     else:
         from silab.config import load_profile, resolve_profile_path
@@ -429,8 +419,7 @@ def run_app(*, run_dir: Path | None = None, new_profile: str | None = None,
             from silab.runs.store import default_run_dir
 
             run_dir = default_run_dir(profile.run_root, profile.name)
-        run_dir = Path(run_dir)
-        _check_new_run_dir(run_dir)
+        run_dir = RunDir.check_new(run_dir)
         profile_data = profile.to_dict()
         app = SilabApp(run_dir, new_profile=str(resolve_profile_path(new_profile)),
                        overrides=overrides, profile_data=profile_data)
