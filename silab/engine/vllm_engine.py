@@ -84,10 +84,10 @@ def engine_kwargs(profile: Profile, model_path: str, model_max_len: int | None =
         kwargs.update(kv_cache_memory_bytes=cpu_kv_cache_bytes(total_ram or ram_bytes()), enforce_eager=True)
     else:
         kwargs["gpu_memory_utilization"] = m.gpu_memory_utilization
-    pipeline = getattr(m, "pipeline_parallel_size", 1)
+    pipeline = m.pipeline_parallel_size
     if pipeline > 1:
         kwargs["pipeline_parallel_size"] = pipeline
-    executor = getattr(m, "distributed_executor_backend", "") or env.get("SILAB_VLLM_EXECUTOR", "")
+    executor = m.distributed_executor_backend or env.get("SILAB_VLLM_EXECUTOR", "")
     if executor:
         kwargs["distributed_executor_backend"] = executor
     extra = env.get("SILAB_VLLM_ENGINE_ARGS", "")
