@@ -207,6 +207,9 @@ def test_silab_run_on_vllm_killed_mid_round_resumes_to_the_same_numbers(tmp_path
     out, err = whole.communicate(timeout=420)
     assert whole.returncode == 0, err[-3000:]
     assert "sleep/wake is skipped" in err
+    phases = [line.split(" [")[0] for line in err.splitlines() if line.startswith("round ") and " eta " in line]
+    assert phases and len(phases) == len(set(phases)), "each phase's progress line once"
+    assert "Writing model shards" not in err
     assert (crashed / "rounds" / "001").is_dir() and not (crashed / "rounds" / "002").exists()
     assert [n[0] for n in numbers(crashed)] == [0, 1]
 
