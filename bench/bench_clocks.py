@@ -33,8 +33,8 @@ CLOCKS = {"outer (rounds)": "tiny", "inner (epochs)": "tiny_epochs"}
 def run(name: str, overrides: list[str], run_dir: Path) -> tuple[list[dict], float]:
     profile = load_profile(name, overrides)
     start = time.perf_counter()
-    loop = session.new_run(profile, str(run_dir), lambda e: None)
-    records = session.run_rounds(loop, resumed=False)
+    loop = session.run_rounds(session.new_run(profile, str(run_dir)), lambda e: None)
+    records = loop.run.records()
     loop.backend.close()
     return records, time.perf_counter() - start
 

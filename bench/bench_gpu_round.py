@@ -46,9 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds must be >= 1 (round 0 has no training)")
 
     from silab.config import load_profile
-    from silab.engine import session
+    from silab.engine import session, verifiers
     from silab.engine.loop import round_seed
-    from silab.engine.loop import fill
     from silab.engine.tokens import answer_token_ids
     from silab.engine.backends.vllm import prompt_seeds
     from silab.engine.vllm_engine import LocalEngine, _sampling_params, platform_device
@@ -61,15 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     R = args.rounds
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     with tempfile.TemporaryDirectory(prefix="silab-bench-vllm-round-") as tmp:
-        loop = session.new_run(profile, str(Path(tmp) / "run"), lambda e: None)
+        start = session.new_run(profile, str(Path(tmp) / "run"))
         backend = None
         try:
-            first = session.start(loop, resumed=False)
+            loop = start.loop(lambda e: None)
             backend = loop.backend
-            for t in range(first, R):
-                loop.run_round(t)
+            while loop.next_round < R:
+                loop.run_round()
             examples = loop.training_set(R)[0]       # round R's training set, before it runs
-            record = loop.run_round(R)
+            record = loop.run_round()
             engine = backend.engine
             lora = backend.lora.spec() if backend.lora else None
             s, n = profile.sampling, profile.sampling.n_samples
@@ -91,10 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                                             prompt_seeds(round_seed(profile.seed, R, "sample"), len(ids), n)])}
             rows = [json.loads(line) for line in
                     (Path(tmp) / "run" / "rounds" / f"{R:03d}" / "samples.jsonl").read_text().splitlines()]
-            template, words = loop.judge_format()
-            judge_ids = backend._encode([fill(template, prompt=r["prompt"], response=x["text"])
-                                         for r in rows for x in r["responses"]])
-            scored = sorted({t for g in answer_token_ids(backend.tok, words) for t in g})
+            judge = verifiers.judge(profile, backend.tok)
+            judge_ids = backend._encode([judge.prompt(r["prompt"], x["text"]) for r in rows for x in r["responses"]])
+            scored = sorted({t for g in answer_token_ids(backend.tok, judge.words) for t in g})
             gen["judge"] = generate(judge_ids, [dict(n=1, temperature=0.0, max_tokens=1, logprob_token_ids=scored,
                                                      detokenize=False)] * len(judge_ids))
             test_ids = backend._encode(loop.test_prompts)

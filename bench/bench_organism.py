@@ -46,8 +46,8 @@ def versions(profile) -> dict:
 
 def run(profile, run_dir: Path) -> tuple[list[dict], float]:
     start = time.perf_counter()
-    loop = session.new_run(profile, str(run_dir), lambda e: None)
-    records = session.run_rounds(loop, resumed=False)
+    loop = session.run_rounds(session.new_run(profile, str(run_dir)), lambda e: None)
+    records = loop.run.records()
     return records, time.perf_counter() - start
 
 

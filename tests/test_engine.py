@@ -10,8 +10,11 @@ import torch
 from silab.config import load_profile
 from silab.engine.tokens import encode_prompt
 from silab.engine import session
+from silab.engine.loop import Paused
 from silab.engine.organism import PRESETS, build_model, build_tokenizer
-from silab.engine.select import best_of_n, measure, pass_at_k, qe_score, roc_auc, tf_score
+from silab.engine.select import best_of_n, measure, pass_at_k, roc_auc
+from silab.engine.verifiers import expected_grade, true_share
+from silab.errors import UsageError
 from silab.runs.store import read_records
 
 RECORD_KEYS = {"round", "U_s", "U_v", "G", "U_s_tok", "U_v_tok", "G_tok", "solver_acc", "verifier_acc",
@@ -21,10 +24,10 @@ RECORD_KEYS = {"round", "U_s", "U_v", "G", "U_s_tok", "U_v_tok", "G_tok", "solve
 
 def run_rounds(profile, run_dir, upto: int, resume: bool = False):
     events = []
-    loop = session.resume_run(run_dir, events.append) if resume else session.new_run(profile, str(run_dir), events.append)
-    first = session.start(loop, resumed=resume)
-    for t in range(first, upto + 1):
-        loop.run_round(t)
+    start = session.resume_run(run_dir) if resume else session.new_run(profile, str(run_dir))
+    loop = start.loop(events.append)
+    while loop.next_round <= upto:
+        loop.run_round()
     return loop, events
 
 
@@ -68,6 +71,32 @@ def test_resume_gives_the_same_numbers_as_an_uninterrupted_run(micro_profile, tm
             assert a[key] == pytest.approx(b[key], abs=1e-6), (a["round"], key)
 
 
+def test_a_paused_round_runs_again_from_the_last_saved_round(micro_profile, tmp_path):
+    run_rounds(micro_profile, tmp_path / "whole", 1)
+    loop, _ = run_rounds(micro_profile, tmp_path / "paused", 0)
+    loop.control.pause_requested = True
+    with pytest.raises(Paused):
+        loop.run_round()                     # round 1 stops after its training phase
+    assert loop.next_round == 1 and not (tmp_path / "paused" / "rounds" / "001").exists()
+    loop.control.pause_requested = False
+    loop.run_round()                         # from round 0's policy again, not the half-trained one
+    whole, paused = read_records(tmp_path / "whole"), read_records(tmp_path / "paused")
+    for key in ("U_s", "U_v", "solver_acc", "verifier_acc", "test_acc"):
+        assert whole[1][key] == pytest.approx(paused[1][key], abs=1e-6), key
+
+
+def test_settings_change_mid_run_through_update(micro_profile, tmp_path):
+    loop, _ = run_rounds(micro_profile, tmp_path / "run", 0)
+    written = tmp_path / "run" / "profile.toml"
+    before = written.read_text()
+    with pytest.raises(UsageError, match="verify.sigma"):
+        loop.update(["verify.sigma=7"], "set")
+    assert written.read_text() == before and loop.p == micro_profile     # refused: nothing changed
+    loop.update(["verify.sigma=0.7", "rounds=3"], "set")
+    assert load_profile(str(written)) == loop.p and loop.p.rounds == 3
+    assert loop.run_round()["sigma"] == 0.7 and loop.next_round == 2     # from the next round on
+
+
 def test_sample_logprobs_match_a_teacher_forced_pass(micro_profile, tmp_path):
     """The solver's log-probs come from generation logits; they must be the model's raw ones."""
     loop, _ = run_rounds(micro_profile, tmp_path / "run", 0)
@@ -103,9 +132,9 @@ def test_best_of_n_prefers_low_nll_among_passing_and_falls_back_to_the_best_scor
 
 
 def test_judge_scores():
-    assert tf_score(np.array([0.3]), np.array([0.1]))[0] == pytest.approx(0.75)
-    assert qe_score(np.array([[0.0, 0.0, 1.0]]))[0] == pytest.approx(1.0)
-    assert qe_score(np.array([[0.5, 0.0, 0.5]]))[0] == pytest.approx(0.5)
+    assert true_share(np.array([[0.3, 0.1]]))[0] == pytest.approx(0.75)
+    assert expected_grade(np.array([[0.0, 0.0, 1.0]]))[0] == pytest.approx(1.0)
+    assert expected_grade(np.array([[0.5, 0.0, 0.5]]))[0] == pytest.approx(0.5)
     assert roc_auc(np.array([0.9, 0.8, 0.3, 0.3]), np.array([1, 0, 1, 0])) == pytest.approx(0.625)
     assert roc_auc(np.array([0.1, 0.2]), np.array([1, 1])) is None
 
@@ -143,13 +172,11 @@ def test_organism_heads_are_32_wide_as_vllm_cpu_attention_needs(preset):
     assert attention.q_proj.out_features == model.config.num_attention_heads * 32
 
 
-@pytest.mark.parametrize("method", ["tf", "qe"])
-def test_training_set_rehearses_the_judges_own_verdicts(micro, tmp_path, method):
+@pytest.mark.parametrize("method, yes, no", [("tf", "True", "False"), ("qe", "5", "1")])  # tests/micro.toml's
+def test_training_set_rehearses_the_judges_own_verdicts(micro, tmp_path, method, yes, no):
     path, overrides = micro
     profile = load_profile(path, overrides + [f"verify.method={method}"])
     loop, _ = run_rounds(profile, tmp_path / "run", 0)
-    v = profile.verify
-    yes, no = (v.true_token, v.false_token) if method == "tf" else (v.qe_tokens[-1], v.qe_tokens[0])
     examples, external = loop.training_set(1)
     tok, end = loop.backend.tok, loop.backend.end_id
     # a pick trains on exactly the ids it was sampled as (and U_v measured), end of turn included
@@ -161,4 +188,4 @@ def test_training_set_rehearses_the_judges_own_verdicts(micro, tmp_path, method)
     assert all(0.0 <= s <= 1.0 for s in scores)
     expected = sum(max(r["score"] for r in row["responses"]) >= 0.5 for row in loop.prev) + \
         sum(min(r["score"] for r in row["responses"]) < 0.5 for row in loop.prev)
-    assert len(verdicts) == expected and {answer for _, answer in verdicts} <= {yes.strip(), no.strip()}
+    assert len(verdicts) == expected and {answer for _, answer in verdicts} <= {yes, no}

@@ -1,18 +1,16 @@
 """The external pool M (cross-improvement, Sun et al. Sec. 5): disjoint from the self-improvement
 prompts and the test split, carrying reference solutions, spent once over the rounds, and schedules
 that cannot be spent are refused with a clear one-line error."""
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from silab.config import ExternalConfig, TaskConfig, load_profile
-from silab.engine.loop import RoundLoop, external_counts
+from silab.config import TaskConfig, apply_overrides, load_profile, schedule_shares
+from silab.engine.loop import external_counts, external_for
 from silab.errors import UsageError
 from silab.tasks import get_task, split_items
 from silab.tasks.loading import question_key
-from silab.theory import schedule_shares
 
 ROOT = Path(__file__).resolve().parent.parent
 MICRO = str(ROOT / "tests" / "micro.toml")
@@ -57,40 +55,28 @@ def test_benchmark_pool_is_held_out_train_items_with_reference_solutions(name, t
 @pytest.mark.parametrize("schedule", ["early", "uniform", "late", [0.3, 0.0, 0.45], [0.1, 0.1, 0.1]])
 @pytest.mark.parametrize("T, pool", [(10, 256), (7, 100), (3, 5)])
 def test_external_counts_spend_the_planned_share_once(schedule, T, pool):
-    shares = schedule_shares(schedule, T)
+    shares = np.array(schedule_shares(schedule, T))
     counts = external_counts(shares, pool)
     assert len(counts) == T and min(counts) >= 0
     assert sum(counts) == round(shares.sum() * pool)   # cumulative rounding: no drift, no overspend
     assert np.all(np.abs(np.cumsum(counts) - np.cumsum(shares) * pool) <= 0.5 + 1e-9)
 
 
-class Records:
-    """A stand-in for the run folder: the loop only reads the records of earlier rounds."""
-
-    def __init__(self):
-        self.rows = []
-
-    def records(self):
-        return self.rows
-
-
 def test_no_pool_item_is_used_twice_even_when_the_plan_changes_mid_run():
     profile = load_profile(MICRO, ["rounds=6", "task.n_external=12", "task.n_prompts=4", "task.n_test=4",
                                    "external.schedule=[0.25, 0.25]"])
-    loop = RoundLoop(profile, None, lambda e: None)
-    loop.prepare_data()
-    loop.run = Records()
-    used = []
+    splits = split_items(get_task("arith"), profile.task, profile.seed)
+    records, used = [], []
     for t in range(1, 7):
-        if t == 3:   # the UI replans the rounds not yet run
-            loop.p = replace(loop.p, external=ExternalConfig("uniform"))
-        ids = [it.id for it in loop.external_for(t)]
+        if t == 3:   # the lab replans the rounds not yet run
+            profile = apply_overrides(profile, ['external.schedule="uniform"'], "inject")
+        ids = [it.id for it in external_for(profile, splits.external, records, t)]
         used += ids
-        loop.run.rows.append({"round": t, "external_ids": ids})
+        records.append({"round": t, "external_ids": ids})
     assert len(used) == len(set(used))
-    pool = [it.id for it in loop.splits.external]
+    pool = [it.id for it in splits.external]
     assert used == pool[:len(used)]              # in pool order, continuing where the last round ended
-    assert set(used).isdisjoint(it.id for it in loop.splits.prompts + loop.splits.test)
+    assert set(used).isdisjoint(it.id for it in splits.prompts + splits.test)
 
 
 @pytest.mark.parametrize("schedule, says", [

@@ -88,11 +88,10 @@ def share_equal(a: list, b: list) -> float:
 def test_two_rounds_on_the_vllm_backend(gpu, tmp_path):
     profile, _, _ = gpu
     events = []
-    loop = session.new_run(profile, str(tmp_path / "run"), events.append)
+    loop = session.new_run(profile, str(tmp_path / "run")).loop(events.append)
     try:
-        first = session.start(loop, resumed=False)
-        for t in range(first, 3):
-            loop.run_round(t)
+        while loop.next_round < 3:
+            loop.run_round()
         records = read_records(tmp_path / "run")
         assert [r["round"] for r in records] == [0, 1, 2]
         for r in records:
@@ -104,8 +103,7 @@ def test_two_rounds_on_the_vllm_backend(gpu, tmp_path):
         for t in (1, 2):
             assert (tmp_path / "run" / "rounds" / f"{t:03d}" / "adapter" / "adapter_model.safetensors").is_file()
     finally:
-        if loop.backend is not None:
-            loop.backend.close()
+        loop.backend.close()
 
 
 def test_sleep_and_wake_give_the_same_greedy_answers(backend, gpu):

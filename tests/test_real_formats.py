@@ -147,8 +147,8 @@ def test_a_round_of_each_family_runs_on_cpu(micros, data, tmp_path, name):
     task = load_profile(name).task.name
     profile = load_profile(name, SMALL + [f"model.path={micros[family]}", "rounds=1", "train.lr=1e-3",
                                           f"task.train_files=['{data[task]}']", f"task.test_files=['{data[task]}']"])
-    loop = session.new_run(profile, str(tmp_path / "run"), lambda event: None)
-    records = session.run_rounds(loop, resumed=False)
+    loop = session.run_rounds(session.new_run(profile, str(tmp_path / "run")), lambda event: None)
+    records = loop.run.records()
     assert [r["round"] for r in records] == [0, 1]
     stops = set(loop.backend.stop_ids)
     rows = [json.loads(line) for line in (tmp_path / "run" / "rounds" / "000" / "samples.jsonl").read_text().splitlines()]

@@ -23,13 +23,12 @@ import sys
 import threading
 import traceback
 
-from silab.config import apply_overrides, load_profile
+from silab.config import load_profile
 from silab.engine import session
-from silab.engine.loop import Control, Paused, Stopped, profile_toml
+from silab.engine.loop import Control, Paused, RoundLoop, Stopped, plan_shares, record_event
 from silab.errors import UsageError
-
-SETTINGS = {"sigma": "verify.sigma", "n_samples": "sampling.n_samples", "lr": "train.lr",
-            "rounds": "rounds"}  # rounds: the last round `run` goes to (the lab extends a run)
+from silab.protocol import (COMMANDS, ERROR, INJECT, PAUSE, PAUSED, PLAN_CHANGED, RUN, RUN_FINISHED, SET,
+                            SETTINGS, SETTINGS_CHANGED, STEP, STOP, WAITING)
 
 
 def read_commands(commands: "queue.Queue[dict]", control: Control) -> None:
@@ -39,72 +38,66 @@ def read_commands(commands: "queue.Queue[dict]", control: Control) -> None:
             cmd = json.loads(line)
         except json.JSONDecodeError:
             cmd = {"cmd": "invalid", "line": line.strip()}
-        if cmd.get("cmd") == "pause":
+        if cmd.get("cmd") == PAUSE:
             control.pause_requested = True
-        elif cmd.get("cmd") == "stop":
+        elif cmd.get("cmd") == STOP:
             control.stop_requested = True
         commands.put(cmd)
     control.stop_requested = True
-    commands.put({"cmd": "stop"})
+    commands.put({"cmd": STOP})
 
 
 class Engine:
-    def __init__(self, loop, control: Control, commands: "queue.Queue[dict]"):
+    def __init__(self, loop: RoundLoop, control: Control, commands: "queue.Queue[dict]"):
         self.loop, self.control, self.commands = loop, control, commands
 
     def apply(self, cmd: dict) -> str | None:
-        """Handle one command; returns "step", "run" or "stop" when it asks for rounds or exit."""
+        """Handle one command; returns STEP, RUN or STOP when it asks for rounds or exit."""
         kind = cmd.get("cmd")
-        if kind in ("step", "run", "stop"):
+        if kind in (STEP, RUN, STOP):
             return kind
-        if kind == "pause":
+        if kind == PAUSE:
             return None
         try:
-            if kind == "set":
+            if kind == SET:
                 unknown = set(cmd) - {"cmd", *SETTINGS}
                 if unknown:
                     raise UsageError(f"set: unknown setting(s) {', '.join(sorted(unknown))}")
                 changes = {k: cmd[k] for k in SETTINGS if k in cmd}
-                overrides = [f"{SETTINGS[k]}={json.dumps(v)}" for k, v in changes.items()]
-                self.loop.p = apply_overrides(self.loop.p, overrides)
-                self.loop.run.write_profile(profile_toml(self.loop.p))
-                self.loop.emit("settings_changed", settings=changes, from_round=self.next_round)
-            elif kind == "inject":
-                schedule = cmd.get("schedule")
-                self.loop.p = apply_overrides(self.loop.p, [f"external.schedule={json.dumps(schedule)}"])
-                self.loop.run.write_profile(profile_toml(self.loop.p))
-                self.loop.emit("plan_changed", schedule=self.loop.plan_shares())
+                self.loop.update([f"{SETTINGS[k].key}={json.dumps(v)}" for k, v in changes.items()], "set")
+                self.loop.emit(SETTINGS_CHANGED, settings=changes, from_round=self.loop.next_round)
+            elif kind == INJECT:
+                profile = self.loop.update([f"external.schedule={json.dumps(cmd.get('schedule'))}"], "inject")
+                self.loop.emit(PLAN_CHANGED, schedule=plan_shares(profile))
             else:
-                raise UsageError(f"unknown command {cmd!r}")
+                raise UsageError(f"unknown command {cmd!r} (known: {', '.join(COMMANDS)})")
         except UsageError as e:
-            self.loop.emit("error", message=str(e), traceback="")
+            self.loop.emit(ERROR, message=str(e), traceback="")
         return None
 
-    def serve(self, first: int) -> None:
-        self.next_round, mode = first, "wait"
+    def serve(self) -> None:
+        mode = "wait"
         while True:
-            if mode == "run" and self.next_round > self.loop.p.rounds:
+            if mode == RUN and self.loop.next_round > self.loop.p.rounds:
                 mode = "wait"
             if mode == "wait":
-                self.loop.emit("waiting", next_round=self.next_round)
+                self.loop.emit(WAITING, next_round=self.loop.next_round)
                 action = None
                 while action is None:
                     action = self.apply(self.commands.get())
-                if action == "stop":
+                if action == STOP:
                     return
                 mode = action
             self.control.pause_requested = False
             try:
-                self.loop.run_round(self.next_round)
-                self.next_round += 1
-                if mode == "step":
+                self.loop.run_round()
+                if mode == STEP:
                     mode = "wait"
                 elif self.control.pause_requested:  # asked during the round's last phase
-                    self.loop.emit("paused", next_round=self.next_round)
+                    self.loop.emit(PAUSED, next_round=self.loop.next_round)
                     mode = "wait"
-            except Paused:
-                self.loop.restore(self.next_round - 1 if self.next_round > 0 else None)
-                self.loop.emit("paused", next_round=self.next_round)
+            except Paused:  # the loop went back to its last saved round
+                self.loop.emit(PAUSED, next_round=self.loop.next_round)
                 mode = "wait"
             except Stopped:
                 return
@@ -134,24 +127,24 @@ def main(argv: list[str] | None = None) -> int:
             events.write(json.dumps(event) + "\n")
 
     control, commands = Control(), queue.Queue()
-    loop = None
     try:
         if args.new is not None:
-            loop = session.new_run(load_profile(args.new, args.overrides), args.run_dir, emit, control)
+            start = session.new_run(load_profile(args.new, args.overrides), args.run_dir)
         else:
-            loop = session.resume_run(args.run_dir, emit, control)
+            start = session.resume_run(args.run_dir)
     except UsageError as e:
-        emit({"event": "error", "message": str(e), "traceback": "", "fatal": True})
+        emit({"event": ERROR, "message": str(e), "traceback": "", "fatal": True})
         print(f"silab engine: error: {e}", file=sys.stderr)
         return 2
     threading.Thread(target=read_commands, args=(commands, control), daemon=True).start()
     try:
-        first = session.start(loop, resumed=args.new is None)
-        Engine(loop, control, commands).serve(first)
+        loop = start.loop(emit, control)
+        Engine(loop, control, commands).serve()
     except Exception as exc:  # the UI shows it and can restart us from the last completed round
-        loop.emit("error", message=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(), fatal=True)
+        record_event(start.run, emit, ERROR, message=f"{type(exc).__name__}: {exc}",
+                     traceback=traceback.format_exc(), fatal=True)
         return 1
-    loop.emit("run_finished", rounds_completed=len(loop.run.completed()))
+    loop.emit(RUN_FINISHED, rounds_completed=len(loop.run.completed()))
     return 0
 
 

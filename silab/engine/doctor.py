@@ -105,7 +105,7 @@ ORGANISM_PROMPTS = ["12+30=", "47+38=", "5+9=", "66+27="]  # the organism reads 
 
 def self_test(profile: Profile, report: Callable[[Check], None]) -> list[Check]:
     from silab.engine.backends import make_backend
-    from silab.engine.loop import fill, judge_format
+    from silab.engine import verifiers
     from silab.engine.tokens import encode_prompt, has_chat_template
 
     checks: list[Check] = []
@@ -162,12 +162,12 @@ def self_test(profile: Profile, report: Callable[[Check], None]) -> list[Check]:
 
         def judge():
             b, p = state["backend"], state["profile"]
-            template, words = judge_format(p, b.tok)
-            texts = [fill(template, prompt=pr, response=row[0].text) for pr, row in zip(state["prompts"], state["rows"])]
-            probs = b.next_token_probs(texts, words, NOOP)
+            verifier = verifiers.judge(p, b.tok)
+            texts = [verifier.prompt(pr, row[0].text) for pr, row in zip(state["prompts"], state["rows"])]
+            probs = b.next_token_probs(texts, verifier.words, NOOP)
             if not ((probs >= 0).all() and (probs.sum(1) <= 1 + 1e-4).all()):
                 raise AssertionError(f"judge probabilities out of range: {probs.tolist()}")
-            return f"P({') + P('.join(w.strip() for w in words)}) = {probs.sum(1).mean():.3f} on average"
+            return f"P({') + P('.join(w.strip() for w in verifier.words)}) = {probs.sum(1).mean():.3f} on average"
 
         def train():
             b, p = state["backend"], state["profile"]

@@ -24,7 +24,6 @@ import importlib.metadata
 import json
 import platform
 import random
-import re
 import subprocess
 import time
 from contextlib import contextmanager
@@ -34,16 +33,19 @@ from typing import Callable
 
 import numpy as np
 
-from silab.config import Profile, dump_toml
+from silab.config import Profile, apply_overrides, dump_toml, schedule_shares
+from silab.engine import verifiers
 from silab.engine.backend import Backend, Example, Sample, stream
 from silab.engine.backends import make_backend
-from silab.engine.select import best_of_n, measure, pass_at_k, qe_score, tf_score
-from silab.engine.tokens import chat_judge_template, continuation_ids, encode_prompt, has_chat_template
+from silab.engine.select import best_of_n, measure, pass_at_k
+from silab.engine.tokens import continuation_ids, encode_prompt
+from silab.protocol import (BUILD, LOG, PHASE_FINISHED, PHASE_STARTED, PHASES, PROGRESS, ROUND_FINISHED,
+                            RUN_STARTED, VERSION)
 from silab.runs.store import RunDir
-from silab.tasks import get_task, split_items
+from silab.tasks import Splits, format_prompt, get_task
 from silab.tasks.base import Item
 
-PHASES = ("train", "sample", "judge", "evaluate")
+TRAIN, SAMPLE, JUDGE, EVALUATE = PHASES
 FIXED_SET = "fixed_set.jsonl"   # in rounds/000 on the inner clock: the training set of the whole run
 
 
@@ -59,16 +61,26 @@ def round_seed(seed: int, t: int, phase: str) -> int:
     return (seed * 1_000_003 + t * 1009 + PHASES.index(phase)) % (2**31)
 
 
-def fill(template: str, **values: str) -> str:
-    """Fill {prompt} / {response} in one pass: other braces (\\boxed{}) and braces inside the
-    values stay as they are."""
-    return re.sub(r"\{(" + "|".join(values) + r")\}", lambda m: values[m.group(1)], template)
-
-
 def external_counts(shares: np.ndarray, pool: int) -> list[int]:
     """Examples of the pool per round 1..T, by cumulative rounding so none is used twice."""
     cum = np.round(np.cumsum(shares) * pool).astype(int)
     return list(np.diff(np.concatenate([[0], cum])))
+
+
+def plan_shares(profile: Profile) -> list[float]:
+    """eta_1..eta_T: the share of the external pool that joins each round's training."""
+    return schedule_shares(profile.external.schedule, profile.rounds)
+
+
+def external_for(profile: Profile, pool: list[Item], records: list[dict], t: int) -> list[Item]:
+    """Round t's share of the pool, continuing after the examples earlier rounds used (their
+    records), so no example is used twice even when the plan changes mid-run."""
+    shares = plan_shares(profile)
+    if not pool or t > len(shares):
+        return []
+    counts = external_counts(np.array(shares), len(pool))
+    used = sum(len(r.get("external_ids", [])) for r in records if r["round"] < t)
+    return pool[used:used + counts[t - 1]]
 
 
 def clock(profile: Profile) -> tuple[str, float]:
@@ -93,17 +105,24 @@ def manifest(profile: Profile, argv: list[str]) -> dict:
             "argv": argv, "host": platform.node()}
 
 
-def judge_format(profile: Profile, tokenizer) -> tuple[str, list[str]]:
-    """The judge prompt and the answer words it is read from: True/False (tf) or 1..K (qe). A
-    profile that gives the judge's question (tf_question / qe_question) with chat = true gets its
-    template from the tokenizer's chat template, so it cannot drift from the model's format."""
-    v = profile.verify
-    template, question, words = (v.tf_template, v.tf_question, [v.true_token, v.false_token]) \
-        if v.method == "tf" else (v.qe_template, v.qe_question, v.qe_tokens)
-    if question:
-        template = chat_judge_template(tokenizer, question) if profile.task.chat and has_chat_template(tokenizer) \
-            else "{prompt}{response}\n" + question + "\n"
-    return template, words
+def profile_toml(profile: Profile) -> str:
+    return dump_toml(profile.to_dict())
+
+
+def revise(run: RunDir, profile: Profile, overrides: list[str], where: str) -> Profile:
+    """A run's settings changed: the whole profile validated again, then written to its profile.toml
+    (nothing is written when it is refused)."""
+    profile = apply_overrides(profile, overrides, where)
+    run.write_profile(profile_toml(profile))
+    return profile
+
+
+def record_event(run: RunDir, emit: Callable[[dict], None], kind: str, **fields) -> dict:
+    """An event, appended to RUN/events.jsonl and sent to the driver (the same object)."""
+    event = {"event": kind, "time": round(time.time(), 3), **fields}
+    run.event(event)
+    emit(event)
+    return event
 
 
 @dataclass
@@ -114,22 +133,37 @@ class Control:
 
 
 class RoundLoop:
-    def __init__(self, profile: Profile, run: RunDir | None, emit: Callable[[dict], None], control: Control | None = None):
-        self.p, self.run, self._emit, self.control = profile, run, emit, control or Control()
+    """A run ready for its next round once constructed: the backend started (or given: the arms of
+    a sweep share one model load), the policy and the last round's picks restored from the run
+    folder, `next_round` set. `run_round()` runs it; `update()` changes settings for the rounds
+    after. The run folder and the data split are the session's (checked before anything is written)."""
+
+    def __init__(self, profile: Profile, run: RunDir, splits: Splits, emit: Callable[[dict], None],
+                 control: Control | None = None, backend: Backend | None = None):
+        self.p, self.run, self.splits, self._emit = profile, run, splits, emit
+        self.control = control or Control()
         self.task = get_task(profile.task.name)
-        self.backend: Backend | None = None
-        self.prev: list[dict] | None = None  # the last completed round's samples.jsonl rows
+        self.seconds = dict.fromkeys(PHASES, 0.0)       # the current round's phase times
+        done = run.completed()
+        self.emit(RUN_STARTED, run_dir=str(run.path), profile=profile.name, rounds=profile.rounds,
+                  resumed_from=done[-1] if done else None, protocol=VERSION)
+        self.backend = backend or self.start_backend()
+        if splits.skipped:
+            self.emit(LOG, message=f"skipped {splits.skipped} dataset rows without a usable answer")
+        self.prompts = [self.format(item) for item in splits.prompts]
+        self.test_prompts = [self.format(item) for item in splits.test]
+        self.prev: list[dict] | None = None      # the last completed round's samples.jsonl rows
         self.fixed: list[Example] | None = None  # the inner clock's training set (round 0's)
+        self.next_round = 0
+        self._restore()
 
     # --- events -------------------------------------------------------------------------------
     def emit(self, kind: str, **fields) -> None:
-        event = {"event": kind, "time": round(time.time(), 3), **fields}
-        self.run.event(event)
-        self._emit(event)
+        record_event(self.run, self._emit, kind, **fields)
 
     @contextmanager
     def phase(self, t: int, name: str, total: int):
-        self.emit("phase_started", round=t, phase=name, total=total)
+        self.emit(PHASE_STARTED, round=t, phase=name, total=total)
         start = time.perf_counter()
         last = [0.0]
 
@@ -137,12 +171,12 @@ class RoundLoop:
             now = time.perf_counter()
             if now - last[0] > 0.2 or done == of:
                 last[0] = now
-                self.emit("progress", round=t, phase=name, done=done, total=of)
+                self.emit(PROGRESS, round=t, phase=name, done=done, total=of)
 
         yield progress
         seconds = time.perf_counter() - start
         self.seconds[name] = round(seconds, 3)
-        self.emit("phase_finished", round=t, phase=name, seconds=round(seconds, 3), done=total)
+        self.emit(PHASE_FINISHED, round=t, phase=name, seconds=round(seconds, 3), done=total)
 
     def between_phases(self) -> None:
         """Where a pause or stop takes effect. Not after evaluate: the round's last phase ends with
@@ -153,65 +187,74 @@ class RoundLoop:
             raise Paused
 
     # --- set-up -------------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        """Split the task's data (bad data files are bad input: this runs before anything is written)."""
-        self.splits = split_items(self.task, self.p.task, self.p.seed)
-
-    def setup(self) -> None:
-        """Resolve the model (building the organism on first use) and start the backend; a backend
-        already in place is kept (the arms of a sweep share one model load)."""
+    def start_backend(self) -> Backend:
+        """Resolve the model (building the organism on first use) and start the profile's backend."""
         p = self.p
-        if self.backend is None:
-            model_path = p.model.path
-            if model_path == "organism":
-                from silab.engine.organism import ensure_organism
+        model_path = p.model.path
+        if model_path == "organism":
+            from silab.engine.organism import ensure_organism
 
-                def built(step, total, loss):
-                    if step == 1 or step % 20 == 0 or step == total:
-                        self.emit("progress", round=None, phase="build", done=step, total=total)
+            def built(step, total, loss):
+                if step == 1 or step % 20 == 0 or step == total:
+                    self.emit(PROGRESS, round=None, phase=BUILD, done=step, total=total)
 
-                self.emit("log", message=f"model organism ({p.model.organism}): building on first use, then cached")
-                model_path = str(ensure_organism(p.model.organism, p.model.cache_dir, progress=built))
-            self.backend = make_backend(p, model_path)
-        if self.splits.skipped:
-            self.emit("log", message=f"skipped {self.splits.skipped} dataset rows without a usable answer")
-        self.prompts = [self.format(item) for item in self.splits.prompts]
-        self.test_prompts = [self.format(item) for item in self.splits.test]
+            self.emit(LOG, message=f"model organism ({p.model.organism}): building on first use, then cached")
+            model_path = str(ensure_organism(p.model.organism, p.model.cache_dir, progress=built))
+        return make_backend(p, model_path)
 
     def format(self, item: Item) -> str:
-        from silab.tasks import format_prompt
         return format_prompt(self.p.task, item, getattr(self.backend, "tok", None), self.splits.shots)
 
-    def restore(self, last: int | None) -> None:
-        """Put the policy and the previous round's picks back to where round `last` left them."""
-        if last is None:
+    def _restore(self) -> None:
+        """Put the policy, the previous round's picks and next_round back to where the last completed
+        round left them (at start, and when a pause drops a half-done round)."""
+        done = self.run.completed()
+        if not done:
             self.backend.load_adapter(None)
-            self.prev = None
+            self.prev, self.next_round = None, 0
             return
-        adapter = self.run.round_dir(last) / "adapter"
-        self.backend.load_adapter(adapter if adapter.is_dir() else None)
-        self.prev = [json.loads(line) for line in (self.run.round_dir(last) / "samples.jsonl").read_text().splitlines()]
+        last = self.run.round_dir(done[-1])
+        self.backend.load_adapter(last / "adapter" if (last / "adapter").is_dir() else None)
+        self.prev = [json.loads(line) for line in (last / "samples.jsonl").read_text().splitlines()]
         if self.p.train.picks == "fixed":
             rows = (self.run.round_dir(0) / FIXED_SET).read_text().splitlines()
             self.fixed = [(r["prompt_ids"], r["target_ids"]) for r in map(json.loads, rows)]
+        self.next_round = done[-1] + 1
+
+    def update(self, overrides: list[str], where: str) -> Profile:
+        """Change settings mid-run ('key=value' strings): validated as a whole profile, written to
+        profile.toml, read from the next round on. Returns the new profile."""
+        self.p = revise(self.run, self.p, overrides, where)
+        return self.p
 
     # --- one round ----------------------------------------------------------------------------
-    def run_round(self, t: int) -> dict:
+    def run_round(self) -> dict:
+        """Run round `next_round`, save it and move on. A pause drops the half-done round: the
+        policy goes back to the last saved one, and the same round runs again next time."""
+        try:
+            record = self._round(self.next_round)
+        except Paused:
+            self._restore()
+            raise
+        self.next_round += 1
+        return record
+
+    def _round(self, t: int) -> dict:
         p, task = self.p, self.task
-        self.seconds = {name: 0.0 for name in PHASES}
+        self.seconds = dict.fromkeys(PHASES, 0.0)
         started = time.perf_counter()
         train_stats, external_ids = None, []
         if t > 0:
             examples, external_ids = self.training_set(t)
-            with self.phase(t, "train", len(examples)) as progress:
-                train_stats = self.backend.train(examples, p.train.lr, round_seed(p.seed, t, "train"), progress)
+            with self.phase(t, TRAIN, len(examples)) as progress:
+                train_stats = self.backend.train(examples, p.train.lr, round_seed(p.seed, t, TRAIN), progress)
             self.between_phases()
 
         n = p.sampling.n_samples
-        with self.phase(t, "sample", len(self.prompts)) as progress:
-            samples = self.backend.sample(self.prompts, n, round_seed(p.seed, t, "sample"), progress)
+        with self.phase(t, SAMPLE, len(self.prompts)) as progress:
+            samples = self.backend.sample(self.prompts, n, round_seed(p.seed, t, SAMPLE), progress)
         self.between_phases()
-        with self.phase(t, "judge", len(self.prompts) * n) as progress:
+        with self.phase(t, JUDGE, len(self.prompts) * n) as progress:
             score = self.judge(self.prompts, samples, progress)
         self.between_phases()
 
@@ -225,7 +268,7 @@ class RoundLoop:
                   "truncated": int(sum(not s.finished for row in samples for s in row)),
                   "check_timeouts": self.check_timeouts() - timeouts}
 
-        with self.phase(t, "evaluate", len(self.test_prompts)) as progress:
+        with self.phase(t, EVALUATE, len(self.test_prompts)) as progress:
             test_rows, test_metrics = self.evaluate(t, progress)
         record.update(test_metrics)
         unit, spacing = clock(p)
@@ -248,23 +291,19 @@ class RoundLoop:
             files[FIXED_SET] = [{"prompt_ids": list(a), "target_ids": list(b)} for a, b in self.fixed]
         self.run.write_round(t, record, files, self.backend.save_adapter if t > 0 else None)
         self.prev = rows
-        self.emit("round_finished", round=t, record=record)
+        self.emit(ROUND_FINISHED, round=t, record=record)
         return record
 
     def check_timeouts(self) -> int:
         """Answer checks that ran out of time so far (counted as wrong; MATH's sympy can hang)."""
         return getattr(self.task, "check_timeouts", lambda: 0)()
 
-    def judge_format(self) -> tuple[str, list[str]]:
-        return judge_format(self.p, self.backend.tok)
-
     def judge(self, prompts: list[str], samples: list[list[Sample]], progress) -> np.ndarray:
-        """The model scores its own answers with the profile's judge prompt (tf or qe)."""
-        template, words = self.judge_format()
-        texts = [fill(template, prompt=pr, response=s.text) for pr, row in zip(prompts, samples) for s in row]
-        probs = self.backend.next_token_probs(texts, words, progress)
-        score = tf_score(probs[:, 0], probs[:, 1]) if self.p.verify.method == "tf" else qe_score(probs)
-        return score.reshape(len(prompts), -1)
+        """The model scores its own answers with the profile's verifier (silab.engine.verifiers)."""
+        judge = verifiers.judge(self.p, self.backend.tok)
+        texts = [judge.prompt(pr, s.text) for pr, row in zip(prompts, samples) for s in row]
+        probs = self.backend.next_token_probs(texts, judge.words, progress)
+        return judge.score(probs).reshape(len(prompts), -1)
 
     def training_set(self, t: int) -> tuple[list[Example], list[str]]:
         """Round t's training: the model's own examples (on the inner clock, the next stretch of the
@@ -272,7 +311,7 @@ class RoundLoop:
         encoded once, as it follows its prompt, and closed with the model's end of turn; on the
         inner clock it is slotted at seeded places into the stretch, each example used once."""
         tok, end = self.backend.tok, self.backend.end_id
-        external = self.external_for(t)
+        external = external_for(self.p, self.splits.external, self.run.records(), t)
         extra = [continuation_ids(tok, self.format(item), item.solution or item.gold, end) for item in external]
         ids = [item.id for item in external]
         if self.p.train.picks == "refresh":
@@ -280,9 +319,9 @@ class RoundLoop:
             return picks + extra + verdicts, ids
         n, b = len(self.fixed), self.p.train.batch_size
         steps = max(1, round(self.p.train.epochs * n / b))
-        order = stream(n, round_seed(self.p.seed, 0, "train"), (t - 1) * steps * b, steps * b)
+        order = stream(n, round_seed(self.p.seed, 0, TRAIN), (t - 1) * steps * b, steps * b)
         examples = [self.fixed[i] for i in order]
-        rng = random.Random(round_seed(self.p.seed, t, "train"))
+        rng = random.Random(round_seed(self.p.seed, t, TRAIN))
         for example in extra:
             examples.insert(rng.randrange(len(examples) + 1), example)
         return examples, ids
@@ -296,42 +335,23 @@ class RoundLoop:
         verdicts = []
         if self.p.train.judge_rehearsal:
             # the judge's own confident verdicts (score above or below 0.5), whatever the selection
-            # rule: True / False for tf, the top / bottom score word for qe
-            template, words = self.judge_format()
-            yes, no = (words[0], words[1]) if self.p.verify.method == "tf" else (words[-1], words[0])
+            # rule, in the verifier's words for "right" and "wrong"
+            judge = verifiers.judge(self.p, tok)
             for row in rows:
                 best = max(row["responses"], key=lambda r: r["score"])
                 worst = min(row["responses"], key=lambda r: r["score"])
                 if best["score"] >= 0.5:
-                    verdicts.append(continuation_ids(tok, fill(template, prompt=row["prompt"], response=best["text"]), yes, end))
+                    verdicts.append(continuation_ids(tok, judge.prompt(row["prompt"], best["text"]), judge.yes, end))
                 if worst["score"] < 0.5:
-                    verdicts.append(continuation_ids(tok, fill(template, prompt=row["prompt"], response=worst["text"]), no, end))
+                    verdicts.append(continuation_ids(tok, judge.prompt(row["prompt"], worst["text"]), judge.no, end))
         return picks, verdicts
-
-    def plan_shares(self) -> list[float]:
-        """eta_1..eta_T: the share of the external pool that joins each round's training."""
-        schedule, rounds = self.p.external.schedule, self.p.rounds
-        if schedule == "none" or rounds == 0:
-            return [0.0] * rounds
-        from silab.theory import schedule_shares
-        return [float(x) for x in schedule_shares(schedule, rounds)]
-
-    def external_for(self, t: int) -> list[Item]:
-        """Round t's share of the pool, continuing after the examples earlier rounds used, so no
-        example is used twice even when the plan changes mid-run."""
-        pool, shares = self.splits.external, self.plan_shares()
-        if not pool or t > len(shares):
-            return []
-        counts = external_counts(np.array(shares), len(pool))
-        used = sum(len(r.get("external_ids", [])) for r in self.run.records() if r["round"] < t)
-        return pool[used:used + counts[t - 1]]
 
     def evaluate(self, t: int, progress) -> tuple[list[dict], dict]:
         """Accuracy of sampled answers on the test split (the distribution U_s measures), greedy
         accuracy beside it, and pass@k when asked for."""
         s, task = self.p.sampling, self.task
         k_max = max(s.test_samples, s.pass_k)
-        samples = self.backend.sample(self.test_prompts, k_max, round_seed(self.p.seed, t, "evaluate"), progress)
+        samples = self.backend.sample(self.test_prompts, k_max, round_seed(self.p.seed, t, EVALUATE), progress)
         greedy = self.backend.greedy(self.test_prompts, lambda d, n: None)
         rows, correct, greedy_ok = [], [], []
         for item, row, g in zip(self.splits.test, samples, greedy):
@@ -348,7 +368,3 @@ class RoundLoop:
             metrics["pass_at_k"] = {str(k): float(np.mean([pass_at_k(s.pass_k, int(c[:s.pass_k].sum()), k)
                                                            for c in correct])) for k in ks}
         return rows, metrics
-
-
-def profile_toml(profile: Profile) -> str:
-    return dump_toml(profile.to_dict())

@@ -11,18 +11,6 @@ import numpy as np
 from scipy.stats import rankdata
 
 
-def tf_score(p_true: np.ndarray, p_false: np.ndarray) -> np.ndarray:
-    """s = P(True) / (P(True) + P(False)) from the next-token distribution."""
-    return p_true / np.maximum(p_true + p_false, 1e-30)
-
-
-def qe_score(probs: np.ndarray) -> np.ndarray:
-    """Expected score over the K score tokens (renormalised), mapped from 1..K onto [0, 1]."""
-    probs = probs / np.maximum(probs.sum(-1, keepdims=True), 1e-30)
-    k = probs.shape[-1]
-    return (probs @ np.arange(k)) / (k - 1)
-
-
 def best_of_n(logprob, length, score, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Per prompt: among samples with score >= sigma the lowest length-normalised NLL; if none
     passes, the highest-scored sample. Returns (pick index, fell back)."""

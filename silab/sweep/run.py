@@ -36,7 +36,8 @@ def run_arms(arms: list[Arm], profiles: dict, out: Path, say) -> dict[str, list[
     """Every arm for every seed, in-process, one backend per seed. Returns arm label -> run folders."""
     from silab.console import ConsolePrinter
     from silab.engine import session
-    from silab.engine.loop import external_counts
+    from silab.engine.loop import external_counts, plan_shares, record_event
+    from silab.protocol import LOG
 
     printer = ConsolePrinter(out=sys.stderr, err=sys.stderr)
     runs: dict[str, list[Path]] = {arm.label: [] for arm in arms}
@@ -47,18 +48,16 @@ def run_arms(arms: list[Arm], profiles: dict, out: Path, say) -> dict[str, list[
             profile = profiles[arm.label, seed]
             path = out / f"{arm.folder}-s{seed}"
             say(f"[seed {seed} ({i + 1}/{len(seeds)}), arm {arm.label} ({j + 1}/{len(arms)})] {path}")
-            loop = session.new_run(profile, str(path), printer)
-            counts = external_counts(np.array(loop.plan_shares()), len(loop.splits.external))
+            start = session.new_run(profile, str(path))
+            counts = external_counts(np.array(plan_shares(profile)), len(start.splits.external))
             source, upto = shared_prefix(counts, done)
             if source is not None:
-                share_rounds(source, loop.run, upto)
+                share_rounds(source, start.run, upto)
                 which = "round 0" if upto == 0 else f"rounds 0..{upto}"
-                loop.emit("log", message=f"{which} copied from {source.name}: same seed, same model, "
-                                         "same external data so far")
-            loop.backend = backend
-            session.run_rounds(loop, resumed=False)
-            backend = loop.backend
-            done.append((loop.run.path, counts))
+                record_event(start.run, printer, LOG, message=f"{which} copied from {source.name}: same seed, "
+                                                              "same model, same external data so far")
+            backend = session.run_rounds(start, printer, backend).backend
+            done.append((start.run.path, counts))
             runs[arm.label].append(path)
         if backend is not None:
             backend.close()
