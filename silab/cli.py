@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from silab.errors import UsageError, UsageParser as Parser
@@ -78,9 +79,18 @@ def cmd_run(argv: list[str]) -> int:
 # --- small commands -----------------------------------------------------------------------------
 
 def cmd_profiles(argv: list[str]) -> int:
-    Parser(prog="silab profiles", description="List the bundled profiles.").parse_args(argv)
-    from silab.config import load_profile, profiles_dir
+    parser = Parser(prog="silab profiles", description="List the bundled profiles, or every key a profile "
+                    "(or --set) may give.")
+    parser.add_argument("--keys", action="store_true", help="each key with its type, default, range and doc")
+    args = parser.parse_args(argv)
+    from silab.config import keys, load_profile, profiles_dir, toml_value
 
+    if args.keys:
+        for key in keys():
+            rule = f"{key.type}; {key.allowed}" if key.allowed else key.type
+            print(f"{key.name} = {toml_value(key.default)}  ({rule})")
+            print(textwrap.fill(key.doc, 100, initial_indent="    ", subsequent_indent="    "))
+        return 0
     for path in sorted(profiles_dir().glob("*.toml")):
         try:
             p = load_profile(str(path))

@@ -45,7 +45,8 @@ def bad_profile(tmp_path):
 
 @pytest.mark.parametrize("case", [
     "missing profile", "malformed", "unknown key", "wrong type", "n_samples < 1", "sigma > 1",
-    "negative rounds", "model path", "existing run folder", "resume non-run", "no vllm", "no cuda",
+    "negative rounds", "rounds below the schedule", "model path", "existing run folder", "resume non-run",
+    "no vllm", "no cuda",
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, micro, bad_profile, capsys):
     profile, overrides = micro
@@ -58,6 +59,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, micro, 
         "n_samples < 1": ["run", "--profile", profile, "--set", "sampling.n_samples=0"],
         "sigma > 1": ["run", "--profile", profile, "--set", "verify.sigma=1.2"],
         "negative rounds": ["run", "--profile", profile, "--rounds", "-1"],
+        "rounds below the schedule": ["run", "--profile", profile, "--rounds", "1",   # --set rounds=1 would be refused too
+                                      "--set", "external.schedule=[0.2, 0.2, 0.2]", "--set", "rounds=5"],
         "model path": ["run", "--profile", profile, "--set", "model.path=/no/such/model"],
         "existing run folder": ["run", "--profile", profile, *sets(overrides)],
         "resume non-run": ["run", "--resume", str(tmp_path)],
@@ -85,7 +88,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, micro, 
 def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
     done = silab("run", "--profile", "tiny", "--set", "verify.sigma=7", "--run-dir", str(tmp_path / "r"))
     assert done.returncode == 2
-    assert done.stderr.strip() == ("silab run: error: --set: key 'verify.sigma' must be <= 1.0, got 7.0")
+    assert done.stderr.strip() == ("silab run: error: --set: key 'verify.sigma' must be <= 1.0, got 7.0 "
+                                   "(verifier threshold: a sample passes with score >= sigma)")
     assert not (tmp_path / "r").exists()
 
 
@@ -159,6 +163,17 @@ def test_profiles_lists_every_bundled_profile():
     names = {line.split()[0] for line in done.stdout.splitlines()}
     assert {"tiny", "phi3_math"} <= names
     assert "INVALID" not in done.stdout
+
+
+def test_profiles_keys_shows_each_key_with_its_type_default_rule_and_doc(capsys):
+    from silab.config import keys
+    with pytest.raises(SystemExit) as done:
+        cli.main(["profiles", "--keys"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0
+    assert "verify.sigma = 0.5  (a number; >= 0.0, <= 1.0)\n    verifier threshold" in out
+    assert "model.backend = \"hf\"  (a string; one of hf, vllm)" in out
+    assert all(f"\n{k.name} = " in "\n" + out for k in keys())
 
 
 def test_fit_reads_a_real_run_folder(capsys):

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Union
 
-from silab.config.rules import (ProfileError, Section, field_types, option, registered, schedule_shares,
+from silab.config.rules import (ProfileError, Section, describe, field_types, option, registered, schedule_shares,
                                 type_name)
 from silab.errors import UsageError
 
@@ -276,10 +276,7 @@ def keys(cls=Profile, prefix: str = "") -> list[Key]:
             continue
         m = f.metadata
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        allowed = [f"one of {', '.join(map(repr, registered(m['names']) if m['names'] else m['choices']))}"
-                   ] if m["names"] or m["choices"] else []
-        allowed += [f"{op} {m[k]}" for op, k in ((">=", "lo"), ("<=", "hi"), (">", "gt")) if m[k] is not None]
-        out.append(Key(prefix + f.name, type_name(tp), default, ", ".join(allowed), m["doc"], m["lo"], m["hi"]))
+        out.append(Key(prefix + f.name, type_name(tp), default, describe(m), m["doc"], m["lo"], m["hi"]))
     return out
 
 

@@ -11,7 +11,7 @@ import importlib
 import math
 import typing
 from dataclasses import field
-from typing import Union
+from typing import Callable, Union
 
 from silab.errors import UsageError
 from silab.protocol import SCHEDULES
@@ -125,20 +125,26 @@ def _checked(value, tp, f: dataclasses.Field, dotted: str):
     return value
 
 
+def _rule(meta) -> list[tuple[str, Callable]]:
+    """A key's rule as (words after "must be", the test a value passes)."""
+    choices = registered(meta["names"]) if meta.get("names") else meta.get("choices")
+    rule = [("one of " + ", ".join(repr(c) if c == "" else c for c in choices), lambda v: v in choices)
+            ] if choices else []
+    for op, bound, test in ((">=", meta.get("lo"), lambda v, b: v >= b), ("<=", meta.get("hi"), lambda v, b: v <= b),
+                            (">", meta.get("gt"), lambda v, b: v > b)):
+        if bound is not None:
+            rule.append((f"{op} {bound}", lambda v, b=bound, test=test: test(v, b)))
+    return rule
+
+
 def _problem(meta, value) -> str | None:
     """What `value` breaks of the key's rule, as the words after "must be"; None if nothing."""
-    lo, hi, gt, choices = meta.get("lo"), meta.get("hi"), meta.get("gt"), meta.get("choices")
-    if meta.get("names"):
-        choices = registered(meta["names"])
-    if choices and value not in choices:
-        return "one of " + ", ".join(repr(c) if c == "" else c for c in choices)
-    if lo is not None and value < lo:
-        return f">= {lo}"
-    if hi is not None and value > hi:
-        return f"<= {hi}"
-    if gt is not None and not value > gt:
-        return f"> {gt:g}"
-    return None
+    return next((words for words, passes in _rule(meta) if not passes(value)), None)
+
+
+def describe(meta) -> str:
+    """The whole rule in words ("" = any value of the key's type), for `silab profiles --keys`."""
+    return ", ".join(words for words, _ in _rule(meta))
 
 
 # ---------------------------------------------------------------------------------------------
