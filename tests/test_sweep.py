@@ -135,9 +135,9 @@ def test_text_mode_prints_the_table_on_stdout(micro, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, says", [
     (["--schedules", "early,sometimes"], "unknown schedule 'sometimes'"),
-    (["--schedules", "[0.5,-0.1]"], "cannot be negative"),
-    (["--schedules", "[0.7,0.6]"], "add up to 1.3"),
-    (["--schedules", "[0.1,0.1,0.1]"], "3 shares for 2 rounds"),
+    (["--schedules", "[0.5,-0.1]"], "negative share"),
+    (["--schedules", "[0.7,0.6]"], "sum to 1.3 > 1"),
+    (["--schedules", "[0.1,0.1,0.1]"], "lists 3 shares but the run has 2 rounds"),
     (["--schedules", "early,,late"], "empty entry"),
     (["--schedules", "[0.5,zero]"], "not a list of numbers"),
     (["--schedules", "none"], "at least one schedule that spends data"),
