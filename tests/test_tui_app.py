@@ -8,14 +8,17 @@ crashes the tests can control.
 from __future__ import annotations
 
 import asyncio
-import os
 import functools
+import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
+from rich.cells import cell_len
 
 from silab.tui.app import SilabApp
 from silab.tui.widgets import InjectDialog, QuitDialog, SettingsDialog
@@ -23,6 +26,7 @@ from test_tui_fakeengine import fake_argv, write_profile
 
 RECORDED = Path(__file__).parent / "data" / "recorded_run"
 TARGET = 4  # rounds in the test profiles: rounds 0..4
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def run_async(fn):
@@ -34,9 +38,28 @@ def run_async(fn):
 
 
 def screen_text(app: SilabApp) -> str:
-    """What the terminal shows now, as plain text (no colour: the screen must read without it)."""
-    strips = app.screen._compositor.render_strips(app.size)
-    return "\n".join("".join(seg.text for seg in strip) for strip in strips)
+    """What the terminal shows now, as plain text (no colour: the screen must read without it).
+
+    Read back from Textual's public screenshot (`App.export_screenshot`, an SVG from Rich): each
+    run of text is a <text> clipped to its terminal line, at x = column * cell width, with its
+    spaces written as no-break spaces; runs of blanks are not written at all.
+    """
+    root = ElementTree.fromstring(app.export_screenshot())
+    rows: dict[int, list[tuple[int, str]]] = {}
+    for node in root.iter(f"{SVG}text"):
+        line = re.search(r"-line-(\d+)\)", node.get("clip-path", ""))
+        if line is None or not node.text.strip("\n"):  # the window title; a line's end
+            continue
+        cell = float(node.get("textLength")) / len(node.text)
+        rows.setdefault(int(line[1]), []).append((round(float(node.get("x")) / cell),
+                                                   node.text.replace("\xa0", " ")))
+    out = []
+    for y in range(app.size.height):
+        text = ""
+        for x, run in sorted(rows.get(y, [])):
+            text += " " * (x - cell_len(text)) + run
+        out.append(text)
+    return "\n".join(out)
 
 
 async def wait_until(pilot, cond, what: str, timeout: float = 60.0) -> None:
@@ -51,7 +74,15 @@ async def wait_until(pilot, cond, what: str, timeout: float = 60.0) -> None:
         if os.environ.get("TUI_TEST_TRACE"):
             st = pilot.app.state
             print(" ", st.engine, st.rounds_done, st.progress, flush=True)
-    await pilot.pause(0.05)  # let the screen catch up with the state
+    await pilot.pause()  # the messages the state change queued, handled
+
+
+async def shows(pilot, *words: str, timeout: float = 10.0) -> str:
+    """Wait until every word is on screen (drawn, not only in the state); the screen's text."""
+    app = pilot.app
+    await wait_until(pilot, lambda: all(w in screen_text(app) for w in words), f"{words} on screen",
+                     timeout)
+    return screen_text(app)
 
 
 @dataclass
@@ -111,9 +142,7 @@ async def test_step_a_round_then_wait(engine, tmp_path):
         await pilot.press("n")
         await wait_until(pilot, lambda: app.state.rounds_done == 1 and app.state.engine == "idle",
                          "round 0")
-        text = screen_text(app)
-        assert "[waiting]" in text and f"round 0/{TARGET}" in text
-        assert "next round 1" in text and "round 0 saved" in text
+        await shows(pilot, "[waiting]", f"round 0/{TARGET}", "next round 1", "round 0 saved")
         await pilot.press("n")
         await wait_until(pilot, lambda: app.state.rounds_done == 2 and app.state.engine == "idle",
                          "round 1")
@@ -137,8 +166,7 @@ async def test_pause_mid_round_then_resume(slow_engine, tmp_path):
         await wait_until(pilot, lambda: app.state.engine == "paused", "the pause", 120)
         done = app.state.rounds_done
         assert done <= TARGET
-        text = screen_text(app)
-        assert "[paused]" in text and f"paused · next round {done}" in text
+        await shows(pilot, "[paused]", f"paused · next round {done}")
         await pilot.press("n")  # the interrupted round starts again from its beginning
         await wait_until(pilot, lambda: app.state.rounds_done == done + 1 and
                          app.state.engine == "idle", "the resumed round", 120)
@@ -159,23 +187,22 @@ async def test_settings_and_injection(engine, tmp_path):
         assert isinstance(app.screen, SettingsDialog)
         await pilot.press("1", ".", "5", "enter")  # σ > 1: refused on the spot
         assert isinstance(app.screen, SettingsDialog)
-        await wait_until(pilot, lambda: "verify.sigma" in screen_text(app), "the error", 10)
-        assert "<= 1" in screen_text(app)
+        await shows(pilot, "verify.sigma", "<= 1")
         await pilot.press("backspace", "backspace", "backspace", "0", ".", "7",
                           "tab", "8", "enter")  # tab selects the next field's text: 8 replaces it
         await wait_until(pilot, lambda: app.state.settings.get("sigma") == 0.7, "settings_changed")
         assert app.state.settings["n_samples"] == 8
         assert "sigma = 0.7" in (run / "profile.toml").read_text()
-        assert "σ 0.7 N 8" in screen_text(app)
+        await shows(pilot, "σ 0.7 N 8")
 
         await pilot.press("i")
         assert isinstance(app.screen, InjectDialog)
         await pilot.press("0", "tab", "0", ".", "2", "enter")  # round 0 never trains
-        await wait_until(pilot, lambda: "first open round" in screen_text(app), "the error", 10)
+        await shows(pilot, "first open round")
         await pilot.press("shift+tab", "backspace", "2", "-", "3", "enter")
         await wait_until(pilot, lambda: isinstance(app.state.schedule, list), "plan_changed")
         assert app.state.schedule[1:3] == [0.2, 0.2]
-        assert "r2 .20  r3 .20" in screen_text(app)
+        await shows(pilot, "r2 .20  r3 .20")
         assert "0.2" in (run / "profile.toml").read_text()
 
         await pilot.press("n")
@@ -203,8 +230,7 @@ async def test_resume_shows_history_at_once(engine, tmp_path):
         assert again.state.rounds_done == 2
         # drawn from the run folder, whatever the engine is doing (a busy machine may take a moment
         # to lay the screen out)
-        await wait_until(pilot, lambda: "round 1 saved" in screen_text(again), "the history on screen", 10)
-        assert f"round 1/{TARGET}" in screen_text(again)
+        await shows(pilot, "round 1 saved", f"round 1/{TARGET}")
         await wait_until(pilot, idle(again), "the resumed engine")
         assert again.state.next_round == 2
         await pilot.press("n")
@@ -222,8 +248,7 @@ async def test_engine_death_keeps_ui_and_restart_resumes(tmp_path, monkeypatch, 
         await wait_until(pilot, lambda: app.state.rounds_done == 1 and app.state.engine == "idle", "r0")
         await pilot.press("n")
         await wait_until(pilot, lambda: app.state.engine == "died", "the crash")
-        text = screen_text(app)
-        assert "ENGINE DIED" in text and "code 3" in text and "CUDA out of memory" in text
+        await shows(pilot, "ENGINE DIED", "code 3", "CUDA out of memory")
         assert app.check_action("restart", ()) is True and app.check_action("step", ()) is None
         assert app.state.rounds_done == 1  # nothing completed was lost
 
@@ -262,15 +287,14 @@ async def test_quit_mid_round_asks_first(slow_engine, tmp_path):
 async def test_view_only_has_no_engine_keys():
     app = SilabApp(RECORDED, view_only=True)
     async with app.run_test() as pilot:
-        await pilot.pause(0.1)
+        await pilot.pause()
         assert app.client is None
         assert app.state.rounds_done == 6
         for action in ("step", "run", "pause", "settings", "inject", "restart"):
             assert app.check_action(action, ()) is False
         await pilot.press("n", "s")
         assert app.client is None and not isinstance(app.screen, SettingsDialog)
-        text = screen_text(app)
-        assert "[read-only]" in text and "q Quit" in text and "n Step" not in text
+        assert "n Step" not in await shows(pilot, "[read-only]", "q Quit")
         await pilot.press("q")
     assert app.return_code == 0
 
@@ -306,7 +330,7 @@ async def main():
     app = SilabApp(Path({str(RECORDED)!r}), view_only=True)
     async with app.run_test() as pilot:
         await app.workers.wait_for_complete()
-        await pilot.pause(0.1)
+        await pilot.pause()
     tmp = Path(tempfile.mkdtemp())
     prof = write_profile(tmp / "p.toml")
     app = SilabApp(tmp / "run", engine_command=lambda first: fake_argv(tmp / "run", prof if first else None))

@@ -2,6 +2,7 @@
 extension, help, the command palette and screenshots (pilot tests, public Textual API only)."""
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
@@ -14,14 +15,14 @@ from silab.tui.state import fmt_num
 from silab.tui.widgets import ExtendDialog, ParamTable, RoundPanel, StatusLine
 from silab.tui.widgets.dialogs import parse_more_rounds
 from silab.tui.widgets.help import HelpScreen
-from test_tui_app import engine, idle, run_async, screen_text, wait_until, TARGET  # noqa: F401
+from test_tui_app import engine, idle, run_async, wait_until, TARGET  # noqa: F401
 
 TINY = Path(__file__).parent / "data" / "recorded_tiny"
 
 
 def text_of(widget: Static, width: int | None = None) -> str:
     """A Static's content as plain text, rendered at the widget's width."""
-    console = Console(width=width or max(widget.size.width, 40), record=True, file=open("/dev/null", "w"))
+    console = Console(width=width or max(widget.size.width, 40), record=True, file=io.StringIO())
     console.print(widget.content)
     return console.export_text()
 
@@ -36,8 +37,8 @@ def copy_run(tmp_path: Path) -> Path:
 async def test_fit_panel_says_which_model_describes_the_run(tmp_path):
     app = SilabApp(TINY, view_only=True)
     async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause(0.2)
+        await wait_until(pilot, lambda: app.fit is not None and app.fit.comparison is not None,
+                         "the model comparison")
         panel = app.query_one(ParamTable)
         text = text_of(panel)
         for model in ("coupled", "exp", "power", "exp2"):
@@ -73,7 +74,7 @@ async def test_help_palette_and_screenshot(tmp_path):
         assert {"Fit view", "Help", "Screenshot"} <= titles and "Step" not in titles  # read-only
 
         await pilot.press("w")
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: any(run.glob("screenshot-*.svg")), "the screenshot", 10)
         shots = list(run.glob("screenshot-*.svg"))
         assert len(shots) == 1 and shots[0].stat().st_size > 10_000
         assert "<svg" in shots[0].read_text()[:200]
@@ -123,8 +124,7 @@ async def test_theory_sandbox_is_seeded_from_the_fit_and_redraws_as_you_type():
 
     app = SilabApp(TINY, view_only=True)
     async with app.run_test(size=(120, 36)) as pilot:
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause(0.1)
+        await wait_until(pilot, lambda: app.fit is not None, "the fit")
         await pilot.press("t")
         screen = app.screen
         assert isinstance(screen, SandboxScreen)
@@ -136,21 +136,18 @@ async def test_theory_sandbox_is_seeded_from_the_fit_and_redraws_as_you_type():
 
         screen.query_one("#sb-gamma").value = "0.5"
         screen.query_one("#sb-eta").value = "early"
-        await pilot.pause(0.1)
         v = screen.values()
         expected = simulate_identified(float(v["lam"]), float(v["ab"]), float(v["ginf"]),
                                        float(v["us0"]), float(v["uv0"]), 0.5, "early", 12, 10)
-        after = text_of(out)
-        assert f"U_s∞ {fmt_num(expected.U_s_inf)}" in after and "Ση 1" in after
+        await wait_until(pilot, lambda: "Ση 1" in text_of(out), "the redraw", 10)
+        assert f"U_s∞ {fmt_num(expected.U_s_inf)}" in text_of(out)
         assert expected.U_s_inf < app.fit.param("U_s∞")            # the lift lowers the limit
         chart = screen.query_one("#sandbox-chart")
         assert chart.fit.param("U_s∞") == expected.U_s_inf
 
         screen.query_one("#sb-ab").value = "0.5"                     # outside the theory
-        await pilot.pause(0.1)
-        assert "✗ need α/β > 1" in text_of(out)
+        await wait_until(pilot, lambda: "✗ need α/β > 1" in text_of(out), "the refusal", 10)
         await pilot.press("ctrl+r")
-        await pilot.pause(0.1)
-        assert text_of(out) == before
+        await wait_until(pilot, lambda: text_of(out) == before, "the fit's values back", 10)
         await pilot.press("escape")
         assert not isinstance(app.screen, SandboxScreen)

@@ -82,8 +82,9 @@ def write_synthetic_run(run: Path, n_rounds: int = 6, target: int = 10) -> Path:
 
 
 async def settle(pilot) -> None:
+    """The fits done and their results drawn (snap_compare waits for the screen after this)."""
     await pilot.app.workers.wait_for_complete()
-    await pilot.pause(0.2)
+    await pilot.pause()
 
 
 def test_recorded_run_80x24(snap_compare, pinned):
@@ -135,7 +136,7 @@ async def mid_round(pilot) -> None:
                {"event": "progress", "time": now + 20, "round": 6, "phase": "sample", "done": 40,
                 "total": 64}):
         pilot.app.post_message(EngineEvent(ev))
-    await pilot.pause(0.3)
+    await pilot.pause()
 
 
 def test_live_round_80x24(snap_compare, pinned, tmp_path):
@@ -146,6 +147,5 @@ def test_inject_dialog_80x24(snap_compare, pinned, tmp_path):
     async def open_inject(pilot):
         await mid_round(pilot)
         await pilot.press("i", "7", "-", "8", "tab", "0", ".", "1")
-        await pilot.pause(0.2)
 
     assert snap_compare(live_app(tmp_path), terminal_size=(80, 24), run_before=open_inject)
