@@ -11,8 +11,9 @@ from silab import protocol as P
 class ConsolePrinter:
     """Called with each event; a progress bar on a terminal, whole lines in a log."""
 
-    def __init__(self, out=sys.stdout, err=sys.stderr):
-        self.out, self.err = out, err
+    def __init__(self, out=None, err=None):
+        # the streams of the moment, not of import time (a test's captured stream closes)
+        self.out, self.err = out or sys.stdout, err or sys.stderr
         self.tty = err.isatty()
         self.phase_start = time.perf_counter()
 
