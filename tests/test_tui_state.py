@@ -208,11 +208,15 @@ def test_client_reads_events_and_output_and_sees_death():
 
 def test_client_stop_escalates_when_the_engine_ignores_it():
     async def main():
+        output = []
         client = EngineClient([sys.executable, "-c", "import signal, time\n"
-                               "signal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)"],
-                              on_event=lambda e: None, on_output=lambda s: None,
+                               "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                               "print('ignoring TERM', flush=True)\ntime.sleep(60)"],
+                              on_event=lambda e: None, on_output=output.append,
                               on_exit=lambda rc: None)
         await client.start()
+        while not output and client.alive:  # a TERM sent before the child ignores it kills it
+            await asyncio.sleep(0.01)
         return await client.stop(grace=0.2)
 
     assert asyncio.run(main()) == -9
