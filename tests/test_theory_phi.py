@@ -11,10 +11,13 @@ import pytest
 from silab.theory import fit, heldout, linearity, load, report
 from silab.theory.models import r_squared
 
-DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = (Path(__file__).resolve().parents[2] / "shared" / "data"
         / "sun2025_phi4mini_uncertainty_digitized.csv")
-pytestmark = pytest.mark.skipif(not DATA.is_file(),
-                                reason=f"real-data file not present: {DATA} (see its README)")
+if not DATA.is_file():  # one line under `pytest -rs`, not a silent "s"
+    pytest.skip(f"no real-data file {DATA}: the paper's Phi-4-mini U_s/U_v/G curves (4 panels x 20 "
+                "points, read off its training-dynamics figure) live in shared/data beside the "
+                "checkout, not in the repository; without them the fits are not checked against the "
+                "paper's R²", allow_module_level=True)
 
 PANELS = ("math_qe", "gsm8k_qe", "math_tf", "gsm8k_tf")
 # R² the paper reports for these Phi-4-mini train curves (solver, verifier, gap), its exponential-law
