@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import queue
 
 import numpy as np
 import pytest
@@ -10,11 +11,14 @@ import torch
 from silab.config import load_profile
 from silab.engine.tokens import encode_prompt
 from silab.engine import session
-from silab.engine.loop import Paused
+from silab.engine.__main__ import Engine
+from silab.engine.loop import Control, Paused
 from silab.engine.organism import PRESETS, build_model, build_tokenizer
 from silab.engine.select import best_of_n, measure, pass_at_k, roc_auc
 from silab.engine.verifiers import expected_grade, true_share
 from silab.errors import UsageError
+from silab.protocol import (ERROR, INJECT, PLAN_CHANGED, ROUND_FINISHED, RUN, SET, SETTINGS_CHANGED, STEP, STOP,
+                            VERSION, WAITING)
 from silab.runs.store import read_records
 
 RECORD_KEYS = {"round", "U_s", "U_v", "G", "U_s_tok", "U_v_tok", "G_tok", "solver_acc", "verifier_acc",
@@ -95,6 +99,27 @@ def test_settings_change_mid_run_through_update(micro_profile, tmp_path):
     loop.update(["verify.sigma=0.7", "rounds=3"], "set")
     assert load_profile(str(written)) == loop.p and loop.p.rounds == 3
     assert loop.run_round()["sigma"] == 0.7 and loop.next_round == 2     # from the next round on
+
+
+def test_the_engine_process_steers_the_loop_with_protocol_commands(micro, tmp_path):
+    path, overrides = micro
+    profile = load_profile(path, overrides + ["task.n_external=4"])      # rounds = 2
+    commands, control, events = queue.Queue(), Control(), []
+    for cmd in ({"cmd": SET, "sigma": 0.7}, {"cmd": STEP}, {"cmd": INJECT, "schedule": "early"},
+                {"cmd": SET, "rounds": 1, "lr": 2.0}, {"cmd": RUN}, {"cmd": STOP}):
+        commands.put(cmd)
+    loop = session.new_run(profile, tmp_path / "run").loop(events.append, control)
+    Engine(loop, control, commands).serve()
+    kinds = [e["event"] for e in events]
+    assert events[0]["protocol"] == VERSION and kinds.count(ROUND_FINISHED) == 3 and kinds[-1] == WAITING
+    changed = next(e for e in events if e["event"] == SETTINGS_CHANGED)
+    assert changed["settings"] == {"sigma": 0.7} and changed["from_round"] == 0
+    assert next(e for e in events if e["event"] == PLAN_CHANGED)["schedule"] == [1.0, 0.0]
+    refused = [e for e in events if e["event"] == ERROR]   # lr = 2 is out of range: the whole set is refused
+    assert len(refused) == 1 and "train.lr" in refused[0]["message"]
+    records = read_records(tmp_path / "run")
+    assert [(r["sigma"], r["external"]) for r in records] == [(0.7, 0), (0.7, 4), (0.7, 0)]
+    assert load_profile(str(tmp_path / "run" / "profile.toml")) == loop.p and loop.p.rounds == 2
 
 
 def test_sample_logprobs_match_a_teacher_forced_pass(micro_profile, tmp_path):

@@ -109,14 +109,6 @@ def profile_toml(profile: Profile) -> str:
     return dump_toml(profile.to_dict())
 
 
-def revise(run: RunDir, profile: Profile, overrides: list[str], where: str) -> Profile:
-    """A run's settings changed: the whole profile validated again, then written to its profile.toml
-    (nothing is written when it is refused)."""
-    profile = apply_overrides(profile, overrides, where)
-    run.write_profile(profile_toml(profile))
-    return profile
-
-
 def record_event(run: RunDir, emit: Callable[[dict], None], kind: str, **fields) -> dict:
     """An event, appended to RUN/events.jsonl and sent to the driver (the same object)."""
     event = {"event": kind, "time": round(time.time(), 3), **fields}
@@ -223,8 +215,9 @@ class RoundLoop:
 
     def update(self, overrides: list[str], where: str) -> Profile:
         """Change settings mid-run ('key=value' strings): validated as a whole profile, written to
-        profile.toml, read from the next round on. Returns the new profile."""
-        self.p = revise(self.run, self.p, overrides, where)
+        profile.toml (nothing is written when refused), read from the next round on."""
+        self.p = apply_overrides(self.p, overrides, where)
+        self.run.write_profile(profile_toml(self.p))
         return self.p
 
     # --- one round ----------------------------------------------------------------------------
