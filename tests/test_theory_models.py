@@ -1,6 +1,5 @@
 """Fitting: exact recovery on clean curves, honest intervals on noisy ones, honest failures."""
 import math
-import time
 
 import numpy as np
 import pytest
@@ -182,13 +181,15 @@ def test_fit_run_flat_curves_do_not_raise():
     assert not s.ok and "no standard errors" in s.message
 
 
-def test_fit_run_is_cheap():
+def test_fit_run_refits_twenty_noisy_rounds_the_same_way():
+    """The lab refits after every round: the same records give the same numbers, near the truth.
+    How long it takes is a figure of bench/bench_fit.py ("fit_run, the UI call"), not a test."""
     recs = _records(20, noise=0.01)
-    fit_run(recs)
-    start = time.perf_counter()
-    for _ in range(3):
-        fit_run(recs)
-    assert (time.perf_counter() - start) / 3 < 0.5
+    first, again = fit_run(recs), fit_run(recs)
+    assert first.ok, first.message
+    lam = first.params["lambda"]
+    assert abs(lam.value - coupled_truth()["lam"]) < 4 * lam.stderr
+    assert {k: e.value for k, e in first.params.items()} == {k: e.value for k, e in again.params.items()}
 
 
 def test_limit_forecast_from_the_first_k_points():
