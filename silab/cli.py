@@ -34,13 +34,10 @@ def cmd_run(argv: list[str]) -> int:
                         help="also log each round to TensorBoard (RUN/tensorboard) or W&B; a resumed "
                         "run continues the same tracker run")
     args = parser.parse_args(argv)
-    if args.rounds is not None and args.rounds < 0:
-        raise UsageError(f"--rounds must be >= 0, got {args.rounds}")
 
-    from silab.config import apply_overrides, load_profile
+    from silab.config import load_profile
     from silab.console import ConsolePrinter
     from silab.engine import session
-    from silab.engine.loop import profile_toml
 
     printer = ConsolePrinter()
     if args.track:  # one more consumer of the events; refused here when its package is missing
@@ -49,30 +46,23 @@ def cmd_run(argv: list[str]) -> int:
     if args.resume:
         if args.profile or args.run_dir:
             raise UsageError("--resume takes its profile and folder from the run; drop --profile/--run-dir")
-        loop = session.resume_run(args.resume, printer)
-        if args.overrides or args.rounds is not None:
-            loop.p = apply_overrides(loop.p, args.overrides)
-            if args.rounds is not None:
-                loop.p.rounds = args.rounds
-            loop.run.write_profile(profile_toml(loop.p))
+        start = session.resume_run(args.resume, args.overrides, args.rounds)
     else:
-        profile = load_profile(args.profile, args.overrides)
-        if args.rounds is not None:
-            profile.rounds = args.rounds
-        loop = session.new_run(profile, args.run_dir, printer)
+        start = session.new_run(load_profile(args.profile, args.overrides, args.rounds), args.run_dir)
+    where = start.run.path   # written now: from here on, an interruption or a failure says where
     try:
-        session.run_rounds(loop, resumed=bool(args.resume))
+        session.run_rounds(start, printer)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: completed rounds are in {loop.run.path}; "
-              f"continue with: silab run --resume {loop.run.path}", file=sys.stderr)
+        print(f"\ninterrupted: completed rounds are in {where}; continue with: silab run --resume {where}",
+              file=sys.stderr)
         return 130
     except UsageError:
         raise
     except Exception as exc:  # a failure mid-run: keep what is done, say where it is
-        print(f"silab run: failed: {type(exc).__name__}: {exc} (completed rounds are in {loop.run.path}; "
+        print(f"silab run: failed: {type(exc).__name__}: {exc} (completed rounds are in {where}; "
               f"traceback in events.jsonl)", file=sys.stderr)
         return 1
-    print(f"done: {loop.run.path}", file=sys.stderr)
+    print(f"done: {where}", file=sys.stderr)
     return 0
 
 
