@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Footer
 
+from silab import protocol as P
 from silab.errors import UsageError
 from silab.runs import RunDir, is_run, read_records
 from silab.tui.client import EngineClient, engine_argv
@@ -26,9 +27,9 @@ from silab.tui.fitting import FitSummary, compare_records, fit_records
 from silab.tui.messages import EngineEvent, EngineExited, EngineOutput, FitReady
 from silab.tui.state import LogLine, RunState, read_profile
 from silab.tui.instrument import InstrumentActions
-from silab.tui.widgets import (AccuracyChart, AddRunDialog, EventLog, ExtendDialog, HistoryTable,
-                               InjectDialog, NllChart, ParamTable, QuitDialog, RoundPanel,
-                               SettingsDialog, StatusLine)
+from silab.tui.steering import SteeringActions
+from silab.tui.widgets import (AccuracyChart, EventLog, HistoryTable, NllChart, ParamTable, RoundPanel,
+                               StatusLine)
 
 HISTORY_LINES = 400        # recorded events replayed into the log on open
 PROGRESS_COALESCE_S = 0.05  # progress ticks faster than this are merged: keys stay snappy
@@ -36,7 +37,7 @@ PROGRESS_COALESCE_S = 0.05  # progress ticks faster than this are merged: keys s
 EngineCommand = Callable[[bool], Sequence[str]]  # first start? -> argv
 
 
-class SilabApp(InstrumentActions, App[int]):
+class SilabApp(InstrumentActions, SteeringActions, App[int]):
     """One run on screen; with an engine unless view_only."""
 
     CSS_PATH = "silab.tcss"
@@ -59,7 +60,6 @@ class SilabApp(InstrumentActions, App[int]):
         Binding("q", "quit_lab", "Quit"),
         Binding("ctrl+q", "quit_lab", "Quit", show=False, priority=True),
     ]
-    ENGINE_ACTIONS = ("step", "run", "pause", "settings", "inject", "restart")
 
     def __init__(self, run_dir: Path, *, new_profile: str | None = None,
                  overrides: Sequence[str] = (), view_only: bool = False,
@@ -116,7 +116,7 @@ class SilabApp(InstrumentActions, App[int]):
         lines = [ln for ln in (replay.apply(ev) for ev in self._history) if ln is not None]
         self.state.t0 = replay.t0 if replay.t0 is not None else self.state.t0
         if len(lines) > HISTORY_LINES:
-            log.add(self.state, LogLine(None, "log", f"… {len(lines) - HISTORY_LINES} earlier events"))
+            log.add(self.state, LogLine(None, P.LOG, f"… {len(lines) - HISTORY_LINES} earlier events"))
         for line in lines[-HISTORY_LINES:]:
             log.add(self.state, line)
         if self.view_only:
@@ -203,7 +203,7 @@ class SilabApp(InstrumentActions, App[int]):
 
     def _engine_event(self, event: dict[str, Any]) -> None:
         """Client callback: merge bursts of progress ticks, keep every other event in order."""
-        if event.get("event") == "progress":
+        if event.get("event") == P.PROGRESS:
             if self._pending_progress is None:
                 self.set_timer(PROGRESS_COALESCE_S, self._flush_progress)
             self._pending_progress = event
@@ -221,19 +221,19 @@ class SilabApp(InstrumentActions, App[int]):
         line = self.state.apply(event)
         if line is not None:
             self.query_one(EventLog).add(self.state, line)
-        if event.get("event") == "progress":  # the hot path: only the round panel moves
+        if event.get("event") == P.PROGRESS:  # the hot path: only the round panel moves
             self.query_one(RoundPanel).show(self.state)
             return
-        if event.get("event") == "round_finished":
+        if event.get("event") == P.ROUND_FINISHED:
             self.load_references()
             self.refresh_charts()
             self.start_fit()
-        if event.get("event") in ("run_started", "settings_changed", "plan_changed"):
+        if event.get("event") in (P.RUN_STARTED, P.SETTINGS_CHANGED, P.PLAN_CHANGED):
             # the engine has (re)written profile.toml: it is the resolved truth for validation
             profile = read_profile(self.run_dir)
             if profile:
                 self.profile_data = profile
-                if event.get("event") == "run_started":
+                if event.get("event") == P.RUN_STARTED:
                     self.state.load_profile(profile)
         self.refresh_panels()
 
@@ -264,98 +264,6 @@ class SilabApp(InstrumentActions, App[int]):
         self.refresh_panels()
         if self._stopping:
             self.exit(self.exit_code)
-
-    async def send(self, command: dict[str, Any], note: str) -> bool:
-        if self.client is None or not await self.client.send(command):
-            self.log_line(f"cannot send {command['cmd']}: the engine is not running", error=True)
-            return False
-        self.log_line(f"▶ {note}", kind="command")
-        return True
-
-    def dialog(self, name: str) -> Any:
-        """The installed dialog `name`, built on first use and reused after (fast to reopen)."""
-        if not self.is_screen_installed(name):
-            self.install_screen({"settings": SettingsDialog, "inject": InjectDialog,
-                                 "quit": QuitDialog, "extend": ExtendDialog,
-                                 "add_run": AddRunDialog}[name](), name)
-        return self.get_screen(name)
-
-    # ------------------------------------------------------------------ bindings
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action not in self.ENGINE_ACTIONS:
-            return True
-        if self.view_only:
-            return False  # no engine: these keys do not exist in a read-only view
-        alive = self.client is not None and self.client.alive and not self._stopping
-        engine = self.state.engine
-        if action == "restart":
-            return True if not alive and not self._stopping else None
-        if not alive:
-            return None
-        if action in ("step", "run"):
-            return True if engine in ("starting", "idle", "paused", "finished") else None
-        if action == "pause":
-            return True if engine == "running" else None
-        return True  # settings, inject: any time; they apply from the next round
-
-    async def action_step(self) -> None:
-        if self.state.complete:
-            self.extend_then("step")
-            return
-        if await self.send({"cmd": "step"}, f"step: run round {self.state.next_round or 0}, then wait"):
-            self.state.engine = "running"
-            self.refresh_panels()
-
-    async def action_run(self) -> None:
-        if self.state.complete:
-            self.extend_then("run")
-            return
-        target = self.state.target_rounds
-        if await self.send({"cmd": "run"}, f"run rounds up to {target}"):
-            self.state.engine = "running"
-            self.refresh_panels()
-
-    def extend_then(self, then: str) -> None:
-        """The profile's rounds are done: ask how many more, raise the target, then step/run."""
-        last = self.state.records[-1]["round"]
-
-        async def done(more: int | None) -> None:
-            if not more:
-                return
-            target = last + more
-            if await self.send({"cmd": "set", "rounds": target}, f"extend the run to round {target}"):
-                self.state.target_rounds = target
-                await (self.action_step() if then == "step" else self.action_run())
-        self.push_screen(self.dialog("extend").prepare(last, then), done)
-
-    async def action_pause(self) -> None:
-        if await self.send({"cmd": "pause"}, "pause after the current phase"):
-            self.state.engine = "pausing"
-            self.refresh_panels()
-
-    def action_settings(self) -> None:
-        async def done(changes: dict[str, Any] | None) -> None:
-            if changes:
-                text = "  ".join(f"{k}={v}" for k, v in changes.items())
-                await self.send({"cmd": "set", **changes}, f"set for the next round: {text}")
-        self.push_screen(self.dialog("settings").prepare(self.profile_data, self.state.settings), done)
-
-    def action_inject(self) -> None:
-        st = self.state
-        first_open = (st.round + 1 if st.round_running and st.round is not None
-                      else st.next_round if st.next_round is not None else 1)
-
-        async def done(schedule: Any) -> None:
-            if schedule is not None:
-                await self.send({"cmd": "inject", "schedule": schedule}, f"inject external data: {schedule}")
-        self.push_screen(self.dialog("inject").prepare(self.profile_data, st.schedule, first_open,
-                                                       st.target_rounds, st.n_external), done)
-
-    async def action_restart(self) -> None:
-        if self.client is not None and self.client.alive:
-            return
-        self.log_line(f"restarting the engine from round {self.state.next_round or 0}")
-        await self.start_engine(first=False)
 
     async def action_quit(self) -> None:
         await self.action_quit_lab()

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from silab.protocol import STOP
+
 # stdout lines can carry a whole round record; asyncio's default 64 KiB limit is too tight.
 _LINE_LIMIT = 16 * 1024 * 1024
 
@@ -143,7 +145,7 @@ class EngineClient:
         if self.process is None:
             return None
         if self.alive:
-            await self.send({"cmd": "stop"})
+            await self.send({"cmd": STOP})
             self._close_stdin()
             if await self.wait(grace) is None:
                 self._signal("terminate")

@@ -1,4 +1,5 @@
-"""The one door from the lab to `silab.theory`: run its fits, keep what the screen shows.
+"""The one door from the lab to `silab.theory` (tests/test_layers.py keeps it the only one): run its
+fits and its sandbox simulation, keep what the screen shows.
 
 `fit_records` runs the theory's `fit_run` (the paper's coupled model) and `compare_run` (coupled,
 separate exponentials, power, two exponentials: R², forecast error, the shared-rate test, the best
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # theory's types; imported for real inside fit_records (numpy/scipy are slow)
+    from silab.theory.cross import Trajectory
     from silab.theory.summary import Comparison, Summary
 
 SERIES = ("U_s", "U_v", "G")
@@ -72,6 +74,16 @@ def compare_records(records: list[dict[str, Any]]) -> Comparison:
     from silab.theory.summary import compare_run
 
     return compare_run(records)
+
+
+def simulate(lam: float, alpha_over_beta: float, g_inf: float, us0: float, uv0: float, gamma: float,
+             schedule: str | list[float], horizon: int, schedule_rounds: int) -> Trajectory:
+    """The theory sandbox's prediction (theory.cross.simulate_identified); ValueError names a bad
+    number."""
+    from silab.theory.cross import simulate_identified
+
+    return simulate_identified(lam, alpha_over_beta, g_inf, us0, uv0, gamma, schedule, horizon,
+                               schedule_rounds=schedule_rounds)
 
 
 def summarize(result: Summary, n_rounds: int = 0) -> FitSummary:

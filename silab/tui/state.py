@@ -12,17 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from silab import runs
+from silab import protocol as P, runs
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-PHASES = ("train", "sample", "judge", "evaluate")  # their order inside a round (DESIGN.md)
-PHASE_LABEL = {"train": "training", "sample": "sampling", "judge": "judging",
-               "evaluate": "evaluating"}
-PHASE_UNIT = {"train": "examples", "sample": "prompts", "judge": "samples", "evaluate": "items"}
 
 # Engine states, as words on screen (no colour needed to tell them apart).
 ENGINE_WORDS = {
@@ -156,10 +151,11 @@ class RunState:
         self.profile_name = str(profile.get("name", "") or self.profile_name)
         if isinstance(profile.get("rounds"), int):
             self.target_rounds = profile["rounds"]
-        verify, sampling, train = (profile.get(k, {}) for k in ("verify", "sampling", "train"))
-        for key, table in (("sigma", verify), ("n_samples", sampling), ("lr", train)):
-            if key in table:
-                self.settings[key] = table[key]
+        for name, setting in P.SETTINGS.items():
+            if name != "rounds":    # the target, kept apart
+                section, key = setting.key.split(".")
+                if key in profile.get(section, {}):
+                    self.settings[name] = profile[section][key]
         external = profile.get("external", {})
         if "schedule" in external:
             self.schedule = external["schedule"]
@@ -202,7 +198,7 @@ class RunState:
         rnd = ev.get("round")
         text: str | None = None
         error = False
-        if kind == "run_started":
+        if kind == P.RUN_STARTED:
             if isinstance(ev.get("rounds"), int):
                 self.target_rounds = ev["rounds"]
             if ev.get("profile"):
@@ -211,7 +207,11 @@ class RunState:
             text = "run started" if resumed is None else f"run resumed from round {resumed}"
             if self.engine != "view":
                 self.engine = "starting"
-        elif kind == "phase_started":
+                if ev.get("protocol") != P.VERSION:   # a live engine of another version
+                    text += (f"; warning: the engine speaks protocol {ev.get('protocol', '1')}, "
+                             f"this lab {P.VERSION}: some events may show wrongly")
+                    error = True
+        elif kind == P.PHASE_STARTED:
             phase = str(ev.get("phase", "?"))
             if rnd != self.round:
                 self.phases_done = {}
@@ -219,9 +219,9 @@ class RunState:
             self.progress = PhaseProgress(phase, _int(ev.get("total")), 0, t, t)
             if self.engine in ("idle", "paused", "starting", "finished"):
                 self.engine = "running"
-            text = f"round {rnd}: {PHASE_LABEL.get(phase, phase)}" + (
-                f" ({ev['total']} {PHASE_UNIT.get(phase, 'items')})" if ev.get("total") else "")
-        elif kind == "progress":
+            text = f"round {rnd}: {P.PHASE_LABEL.get(phase, phase)}" + (
+                f" ({ev['total']} {P.PHASE_UNIT.get(phase, 'items')})" if ev.get("total") else "")
+        elif kind == P.PROGRESS:
             phase = str(ev.get("phase", "?"))
             if self.progress is None or self.progress.phase != phase:
                 self.progress = PhaseProgress(phase, None, 0, t, t)
@@ -230,7 +230,7 @@ class RunState:
             self.progress.total = _int(ev.get("total")) if ev.get("total") is not None else self.progress.total
             self.progress.updated = t
             return None
-        elif kind == "phase_finished":
+        elif kind == P.PHASE_FINISHED:
             phase = str(ev.get("phase", "?"))
             secs = ev.get("seconds")
             self.phases_done[phase] = float(secs) if isinstance(secs, (int, float)) else 0.0
@@ -240,7 +240,7 @@ class RunState:
                     self.progress.done = done
                 self.progress.updated = t
             text = f"round {rnd}: {phase} done in {fmt_duration(secs)}"
-        elif kind == "round_finished":
+        elif kind == P.ROUND_FINISHED:
             rec = ev.get("record") or {}
             self.add_record(rec)
             self.next_round = (rec.get("round", rnd or 0) or 0) + 1
@@ -248,18 +248,18 @@ class RunState:
             text = (f"round {rec.get('round', rnd)} saved: U_s {fmt_num(rec.get('U_s'))}  "
                     f"U_v {fmt_num(rec.get('U_v'))}  G {fmt_num(rec.get('G'))}  "
                     f"test {fmt_pct(rec.get('test_acc'))}")
-        elif kind == "waiting":
+        elif kind == P.WAITING:
             self.next_round = _int(ev.get("next_round"), self.next_round)
             if self.engine not in ("view", "paused", "stopping"):  # paused is followed by waiting
                 self.engine = "idle"
             text = f"waiting: next round {self.next_round}"
-        elif kind == "paused":
+        elif kind == P.PAUSED:
             self.next_round = _int(ev.get("next_round"), self.next_round)
             self.round, self.progress, self.phases_done = None, None, {}
             if self.engine != "view":
                 self.engine = "paused"
             text = f"paused: next round {self.next_round}"
-        elif kind == "settings_changed":
+        elif kind == P.SETTINGS_CHANGED:
             settings = dict(ev.get("settings") or {})
             if isinstance(settings.get("rounds"), int):   # the run was extended (or shortened)
                 self.target_rounds = settings.pop("rounds")
@@ -268,19 +268,19 @@ class RunState:
             if settings or text is None:
                 text = "settings from round {}: {}".format(
                     ev.get("from_round", "?"), "  ".join(f"{k}={v}" for k, v in settings.items()))
-        elif kind == "plan_changed":
+        elif kind == P.PLAN_CHANGED:
             self.schedule = ev.get("schedule")
             text = "external plan: " + describe_schedule(self.schedule)
-        elif kind == "log":
+        elif kind == P.LOG:
             text = str(ev.get("message", ""))
-        elif kind == "error":
+        elif kind == P.ERROR:
             self.last_error = str(ev.get("message", "error"))
             text = "ERROR " + self.last_error
             tb = str(ev.get("traceback") or "").strip()
             if tb:
                 text += "\n" + "\n".join("  " + ln for ln in tb.splitlines()[-6:])
             error = True
-        elif kind == "run_finished":
+        elif kind == P.RUN_FINISHED:
             if self.engine != "view":
                 self.engine = "finished"
             self.round, self.progress = None, None

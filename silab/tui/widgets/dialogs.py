@@ -6,6 +6,7 @@ before any command reaches the engine; the engine validates again and records wh
 """
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,19 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static
 
-from silab.config import Profile, apply_overrides, profile_from_dict
+from silab.config import Profile, apply_overrides, profile_from_dict, schedule_shares
 from silab.errors import UsageError
+from silab.protocol import INJECT_PRESETS, SCHEDULES, SETTINGS
 from silab.tui.state import describe_schedule
 
-PRESETS = ("early", "uniform", "late")
-SETTING_KEYS = (("sigma", "verify.sigma", "σ (verifier threshold, 0–1)"),
-                ("n_samples", "sampling.n_samples", "N (samples per prompt)"),
-                ("lr", "train.lr", "learning rate"))
+# The settings dialog's fields: names in protocol.SETTINGS (rounds has its own dialog, ExtendDialog).
+STEERED = {"sigma": "verifier threshold", "n_samples": "samples per prompt", "lr": "learning rate"}
+
+
+def field_label(name: str) -> str:
+    s = SETTINGS[name]
+    span = f", {s.lo:g}–{s.hi:g}" if name == "sigma" else ""
+    return f"{s.label} ({STEERED[name]}{span})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -43,14 +49,13 @@ def _clean(err: UsageError) -> str:
 def check_settings(profile: dict[str, Any] | None, values: dict[str, str],
                    current: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """Text fields -> the settings that change, or an error; empty fields keep their value."""
-    overrides = [f"{dotted}={values[key].strip()}" for key, dotted, _ in SETTING_KEYS
-                 if values.get(key, "").strip()]
+    overrides = [f"{SETTINGS[name].key}={values[name].strip()}" for name in STEERED
+                 if values.get(name, "").strip()]
     try:
         checked = apply_overrides(_base_profile(profile), overrides)
     except UsageError as err:
         return {}, _clean(err)
-    new = {"sigma": checked.verify.sigma, "n_samples": checked.sampling.n_samples,
-           "lr": checked.train.lr}
+    new = {name: functools.reduce(getattr, SETTINGS[name].key.split("."), checked) for name in STEERED}
     return {k: v for k, v in new.items()
             if values.get(k, "").strip() and current.get(k) != v}, None
 
@@ -81,7 +86,7 @@ def build_plan(profile: dict[str, Any] | None, existing: Any, rounds_text: str, 
     Rounds that have already trained cannot be changed.
     """
     word = rounds_text.strip().lower()
-    if word in PRESETS or word == "none":
+    if word in SCHEDULES:
         schedule: Any = word
     else:
         try:
@@ -117,13 +122,10 @@ def build_plan(profile: dict[str, Any] | None, existing: Any, rounds_text: str, 
 
 
 def preset_preview(name: str, target: int | None) -> str:
-    """The shares a preset gives, computed as the engine does (silab.theory.schedule_shares)."""
-    try:
-        from silab.theory import schedule_shares
-
-        return f"{name} → " + describe_schedule([float(x) for x in schedule_shares(name, target or 0)])
-    except Exception:  # theory missing or no target: the engine's plan_changed will tell
+    """The shares a preset gives, computed as the engine does (silab.config.schedule_shares)."""
+    if not target:   # no target yet: the engine's plan_changed will tell
         return f"{name} preset (the engine's shares appear on the main screen)"
+    return f"{name} → " + describe_schedule(schedule_shares(name, target))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,21 +174,21 @@ class SettingsDialog(_Dialog):
         return self
 
     def on_screen_resume(self) -> None:
-        for key, _dotted, _label in SETTING_KEYS:
-            value = self.current.get(key)
-            self.query_one(f"#set-{key}", Input).value = "" if value is None else str(value)
+        for name in STEERED:
+            value = self.current.get(name)
+            self.query_one(f"#set-{name}", Input).value = "" if value is None else str(value)
         self.show_error(None)
-        first = self.query_one(f"#set-{SETTING_KEYS[0][0]}", Input)
+        first = self.query_one(f"#set-{next(iter(STEERED))}", Input)
         first.focus()
         first.select_all()  # typing replaces the current value
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog"):
             yield Label("Settings for the next round", classes="dialog-title")
-            for key, _dotted, label in SETTING_KEYS:
+            for name in STEERED:
                 with Horizontal(classes="field"):
-                    yield Label(label, classes="field-label")
-                    yield Input("", id=f"set-{key}", compact=True)
+                    yield Label(field_label(name), classes="field-label")
+                    yield Input("", id=f"set-{name}", compact=True)
             yield Label("", id="error", classes="error")
             yield Label("enter apply · esc cancel · tab next field", classes="hint")
             with Horizontal(classes="buttons"):
@@ -195,7 +197,7 @@ class SettingsDialog(_Dialog):
         yield Footer(show_command_palette=False)
 
     def apply(self) -> None:
-        values = {key: self.query_one(f"#set-{key}", Input).value for key, _, _ in SETTING_KEYS}
+        values = {name: self.query_one(f"#set-{name}", Input).value for name in STEERED}
         changes, error = check_settings(self.profile, values, self.current)
         if error:
             self.show_error(error)
@@ -241,7 +243,7 @@ class InjectDialog(_Dialog):
                 yield Label("η per round", classes="field-label")
                 yield Input("", placeholder="share of M, e.g. 0.1", id="eta", compact=True)
             with Horizontal(classes="buttons"):
-                for preset in PRESETS:
+                for preset in INJECT_PRESETS:
                     yield Button(preset, id=f"preset-{preset}", compact=True)
             yield Static("plan: —", id="preview", classes="preview")
             yield Label("", id="error", classes="error")
@@ -261,7 +263,7 @@ class InjectDialog(_Dialog):
         schedule, error = self._plan()
         if error:
             self.query_one("#preview", Static).update("plan: —")
-        elif isinstance(schedule, str) and schedule in PRESETS:
+        elif isinstance(schedule, str) and schedule in INJECT_PRESETS:
             self.query_one("#preview", Static).update(f"plan: {preset_preview(schedule, self.target)}")
         else:
             self.query_one("#preview", Static).update("plan: " + describe_schedule(schedule))

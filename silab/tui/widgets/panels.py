@@ -13,12 +13,13 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import RichLog, Static
 
+from silab.protocol import PHASE_LABEL, PHASE_UNIT, PHASES
 from silab.tui.fitting import FitSummary
+from silab.tui.state import (ENGINE_WORDS, LogLine, RunState, describe_schedule, fmt_duration,
+                             fmt_num, fmt_pct)
 
 if TYPE_CHECKING:
-    from silab.theory.summary import Comparison
-from silab.tui.state import (ENGINE_WORDS, PHASE_LABEL, PHASE_UNIT, PHASES, LogLine, RunState,
-                             describe_schedule, fmt_duration, fmt_num, fmt_pct)
+    from silab.tui.fitting import Comparison
 
 
 def text_bar(fraction: float | None, width: int) -> str:

@@ -1,8 +1,9 @@
 """The theory sandbox (key t): the paper's dynamics with numbers you type, beside the run's data.
 
 Seeded from the coupled fit (λ, α/β, G∞ = b/k, U_s0, U_v0) with γ = 0 and no external data; every
-keystroke re-runs `silab.theory.cross.simulate_identified` (the exact Prop. 3.1 step per round,
-and the verifier's lift U_v / (1 + γη_t) in rounds with external data) and redraws the prediction.
+keystroke re-runs `silab.theory.cross.simulate_identified` through tui/fitting.py (the exact Prop. 3.1
+step per round, and the verifier's lift U_v / (1 + γη_t) in rounds with external data) and redraws
+the prediction.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, Static
 
-from silab.tui.fitting import FitSummary, ParamRow
+from silab.protocol import SCHEDULES
+from silab.tui.fitting import FitSummary, ParamRow, simulate
 from silab.tui.state import fmt_num
 from silab.tui.widgets.plots import NllChart
 
@@ -41,7 +43,7 @@ def seed_values(records: list[dict[str, Any]], fit: FitSummary | None) -> dict[s
 
 def parse_schedule(text: str) -> str | list[float]:
     text = text.strip()
-    if text in ("none", "early", "uniform", "late"):
+    if text in SCHEDULES:
         return text
     try:
         return [float(x) for x in re.split(r"[,\s]+", text) if x]
@@ -51,17 +53,14 @@ def parse_schedule(text: str) -> str | list[float]:
 
 def predict(values: dict[str, str], rounds: int, horizon: int):
     """The trajectory for the typed numbers, or ValueError naming what is wrong."""
-    from silab.theory.cross import simulate_identified
-
     nums = {}
     for key, label in FIELDS[:-1]:
         try:
             nums[key] = float(values[key])
         except ValueError:
             raise ValueError(f"{label}: '{values[key]}' is not a number") from None
-    return simulate_identified(nums["lam"], nums["ab"], nums["ginf"], nums["us0"], nums["uv0"],
-                               nums["gamma"], parse_schedule(values["eta"]), horizon,
-                               schedule_rounds=rounds)
+    return simulate(nums["lam"], nums["ab"], nums["ginf"], nums["us0"], nums["uv0"], nums["gamma"],
+                    parse_schedule(values["eta"]), horizon, schedule_rounds=rounds)
 
 
 def as_fit(traj, lam: float, n_rounds: int) -> FitSummary:
