@@ -113,8 +113,16 @@ def numbers(run_dir: Path) -> list[tuple]:
     return [(r["round"], round(r["U_s"], 6), round(r["U_v"], 6), r["solver_acc"], r["test_acc"]) for r in rows]
 
 
+# A shell starts `cmd &` with SIGINT ignored and Python keeps an ignored SIGINT ignored, as silab
+# does: so a test that presses Ctrl-C resets it first, whatever this pytest inherited (a tiny
+# launcher that execs silab in the same process; preexec_fn is not safe with torch's threads).
+AS_FROM_A_TERMINAL = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                      "os.execv(sys.executable, [sys.executable, '-m', 'silab.cli', *sys.argv[1:]])")
+
+
 def start(args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "silab.cli", *args], stdout=subprocess.PIPE,
+    """`silab ARGS` as a user at a terminal starts it (SIGINT at its default)."""
+    return subprocess.Popen([sys.executable, "-c", AS_FROM_A_TERMINAL, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
 
 
