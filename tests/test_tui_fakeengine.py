@@ -6,7 +6,8 @@ micro model) is not at hand; it is a script as well as a test module:
     python tests/test_tui_fakeengine.py RUN_DIR [--new PROFILE] [--set k=v ...]
 
 It writes a real run folder (through silab.runs) with synthetic, deterministic metrics that decay
-as e^{-λt}. Timing knobs come from the environment: FAKE_TICK (seconds per progress event),
+as e^{-λt}. Every kind, setting and schedule it knows comes from silab.protocol and silab.config,
+as the real engine's do; the tests below hold it to that. Timing knobs come from the environment: FAKE_TICK (seconds per progress event),
 FAKE_TICKS (progress events per phase), FAKE_CRASH_ROUND (exit 3 in the middle of that round).
 """
 from __future__ import annotations
@@ -20,8 +21,9 @@ import threading
 import time
 from pathlib import Path
 
+from silab import protocol as P
+
 FAKE_ENGINE = Path(__file__).resolve()
-PHASES = ("train", "sample", "judge", "evaluate")
 
 
 def fake_argv(run_dir: Path, new_profile: str | None = None, overrides=()) -> list[str]:
@@ -92,8 +94,8 @@ class FakeEngine:
         self.commands: queue.Queue = queue.Queue()
         self.pause_requested = self.stop_requested = False
         threading.Thread(target=self._read_stdin, daemon=True).start()
-        self.emit("run_started", run_dir=str(self.run_dir), profile=self.profile["name"],
-                  rounds=self.profile["rounds"], resumed_from=resumed)
+        self.emit(P.RUN_STARTED, run_dir=str(self.run_dir), profile=self.profile["name"],
+                  rounds=self.profile["rounds"], resumed_from=resumed, protocol=P.VERSION)
 
     # io ---------------------------------------------------------------------------------------
     def emit(self, kind: str, **fields) -> None:
@@ -109,126 +111,136 @@ class FakeEngine:
             except json.JSONDecodeError:
                 continue
             # pause and stop act between phases, so they must be seen while a round runs
-            if cmd.get("cmd") == "pause":
+            if cmd.get("cmd") == P.PAUSE:
                 self.pause_requested = True
-            elif cmd.get("cmd") == "stop":
+            elif cmd.get("cmd") == P.STOP:
                 self.stop_requested = True
             self.commands.put(cmd)
         self.stop_requested = True
-        self.commands.put({"cmd": "stop"})
+        self.commands.put({"cmd": P.STOP})
 
     # commands ---------------------------------------------------------------------------------
     @property
     def settings(self) -> dict:
-        p = self.profile
-        return {"sigma": p["verify"]["sigma"], "n_samples": p["sampling"]["n_samples"],
-                "lr": p["train"]["lr"]}
+        """{name: value} for protocol.SETTINGS, read from the profile by each setting's key."""
+        return {name: self._dig(self.profile, s.key) for name, s in P.SETTINGS.items()}
 
-    def handle_set(self, cmd: dict) -> None:
+    @staticmethod
+    def _dig(data: dict, key: str):
+        for part in key.split("."):
+            data = data[part]
+        return data
+
+    def _update(self, changes: dict) -> dict | None:
+        """The profile with {dotted key: value}, validated as a whole (as loop.update does); None
+        (and an error event) when refused."""
         from silab.config import profile_from_dict
         from silab.errors import UsageError
 
         data = json.loads(json.dumps(self.profile))
-        where = {"sigma": ("verify", "sigma"), "n_samples": ("sampling", "n_samples"),
-                 "lr": ("train", "lr"), "rounds": (None, "rounds")}
-        changed = {}
-        for key, (table, name) in where.items():
-            if key in cmd:
-                (data[table] if table else data)[name] = cmd[key]
-                changed[key] = cmd[key]
+        for key, value in changes.items():
+            *tables, name = key.split(".")
+            table = data
+            for part in tables:
+                table = table[part]
+            table[name] = value
         try:
             profile_from_dict(data, "set")
         except UsageError as err:
-            self.emit("error", message=str(err), traceback="")
-            return
+            self.emit(P.ERROR, message=str(err), traceback="")
+            return None
         self.profile = data
         self.run.write_profile(self.dump_toml(data))
-        self.emit("settings_changed", settings=changed, from_round=self.next)
+        return data
+
+    def handle_set(self, cmd: dict) -> None:
+        unknown = set(cmd) - {"cmd", *P.SETTINGS}
+        if unknown:
+            self.emit(P.ERROR, message=f"set: unknown setting(s) {', '.join(sorted(unknown))}", traceback="")
+            return
+        changed = {name: cmd[name] for name in P.SETTINGS if name in cmd}
+        if self._update({P.SETTINGS[name].key: v for name, v in changed.items()}) is not None:
+            self.emit(P.SETTINGS_CHANGED, settings=changed, from_round=self.next)
 
     def handle_inject(self, cmd: dict) -> None:
-        schedule = cmd.get("schedule")
-        rounds = self.profile["rounds"]
-        if schedule in ("early", "uniform", "late"):
-            weights = {"early": [0.5 ** i for i in range(rounds)],
-                       "uniform": [1.0] * rounds,
-                       "late": [0.5 ** (rounds - 1 - i) for i in range(rounds)]}[schedule]
-            schedule = [round(w / sum(weights), 4) for w in weights]
-        if not isinstance(schedule, list) or sum(schedule) > 1 + 1e-9 or any(s < 0 for s in schedule):
-            self.emit("error", message=f"inject: bad schedule {cmd.get('schedule')!r}", traceback="")
-            return
-        self.profile["external"]["schedule"] = schedule
-        self.run.write_profile(self.dump_toml(self.profile))
-        self.emit("plan_changed", schedule=schedule)
+        """A name in protocol.SCHEDULES or a list of shares; the plan is the shares the profile's
+        schedule gives (silab.config.schedule_shares), as the real engine announces it."""
+        from silab.config import schedule_shares
+
+        data = self._update({"external.schedule": cmd.get("schedule")})
+        if data is not None:
+            self.emit(P.PLAN_CHANGED, schedule=schedule_shares(data["external"]["schedule"], data["rounds"]))
 
     # rounds -----------------------------------------------------------------------------------
     def run_round(self) -> bool:
         """One round; False when it was cut short by pause or stop (nothing saved)."""
         t = self.next
-        for phase in PHASES:
-            if phase == "train" and t == 0:
+        for phase in P.PHASES:
+            if phase == P.PHASES[0] and t == 0:   # round 0 only measures
                 continue
             total = self.ticks * 4
-            self.emit("phase_started", round=t, phase=phase, total=total)
+            self.emit(P.PHASE_STARTED, round=t, phase=phase, total=total)
             start = time.time()
             for i in range(1, self.ticks + 1):
                 time.sleep(self.tick)
-                if t == self.crash and phase == "judge" and i == 2:
+                if t == self.crash and phase == P.PHASES[2] and i == 2:
                     sys.stderr.write("RuntimeError: CUDA out of memory (fake)\n")
                     sys.stderr.flush()
                     os._exit(3)
-                self.emit("progress", round=t, phase=phase, done=4 * i, total=total)
-            self.emit("phase_finished", round=t, phase=phase, seconds=time.time() - start, done=total)
+                self.emit(P.PROGRESS, round=t, phase=phase, done=4 * i, total=total)
+            self.emit(P.PHASE_FINISHED, round=t, phase=phase, seconds=time.time() - start, done=total)
             if self.pause_requested or self.stop_requested:
                 return False
         record = synthetic_record(t, self.settings)
         self.run.write_round(t, record, {"samples.jsonl": [], "test.jsonl": []}, None)
-        self.emit("round_finished", round=t, record=record)
+        self.emit(P.ROUND_FINISHED, round=t, record=record)
         self.next = t + 1
         return True
 
     def main(self) -> int:
-        self.emit("waiting", next_round=self.next)
+        self.emit(P.WAITING, next_round=self.next)
         while True:
             cmd = self.commands.get()
             kind = cmd.get("cmd")
-            if kind == "stop":
+            if kind == P.STOP:
                 return 0
-            if kind == "pause":
+            if kind == P.PAUSE:
                 self.pause_requested = False
                 continue
-            if kind == "set":
+            if kind == P.SET:
                 self.handle_set(cmd)
-            elif kind == "inject":
+            elif kind == P.INJECT:
                 self.handle_inject(cmd)
-            elif kind in ("step", "run"):
+            elif kind in (P.STEP, P.RUN):
                 while True:
                     done = self.run_round()
                     if self.stop_requested:
                         return 0
                     if not done:
                         self.pause_requested = False
-                        self.emit("paused", next_round=self.next)
+                        self.emit(P.PAUSED, next_round=self.next)
                         break
                     self._drain_settings()
-                    if kind == "step" or self.next > self.profile["rounds"]:
+                    if kind == P.STEP or self.next > self.profile["rounds"]:
                         break
                 if self.next > self.profile["rounds"]:
-                    self.emit("run_finished", rounds_completed=self.next)
-                self.emit("waiting", next_round=self.next)
+                    self.emit(P.RUN_FINISHED, rounds_completed=self.next)
+                self.emit(P.WAITING, next_round=self.next)
                 continue
             else:
-                self.emit("error", message=f"unknown command {kind!r}", traceback="")
+                self.emit(P.ERROR, message=f"unknown command {cmd!r} (known: {', '.join(P.COMMANDS)})",
+                          traceback="")
 
     def _drain_settings(self) -> None:
         """Apply set/inject commands that arrived while a round ran (they are for the next one)."""
         pending = []
         while not self.commands.empty():
             cmd = self.commands.get()
-            if cmd.get("cmd") == "set":
+            if cmd.get("cmd") == P.SET:
                 self.handle_set(cmd)
-            elif cmd.get("cmd") == "inject":
+            elif cmd.get("cmd") == P.INJECT:
                 self.handle_inject(cmd)
-            elif cmd.get("cmd") != "pause":
+            elif cmd.get("cmd") != P.PAUSE:
                 pending.append(cmd)
         for cmd in pending:
             self.commands.put(cmd)
@@ -250,20 +262,90 @@ def test_fake_engine_speaks_the_protocol(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen(fake_argv(run, str(profile)), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "FAKE_TICK": "0"})
-    proc.stdin.write('{"cmd": "run"}\n')
+    proc.stdin.write(json.dumps({"cmd": P.RUN}) + "\n")
     proc.stdin.flush()
     events = []
     for line in proc.stdout:  # EOF on stdin means stop, so keep it open until the run is done
         events.append(json.loads(line))
-        if events[-1]["event"] == "run_finished":
+        if events[-1]["event"] == P.RUN_FINISHED:
             proc.stdin.close()
     assert proc.wait(timeout=60) == 0
     kinds = [e["event"] for e in events]
-    assert kinds[0] == "run_started" and "round_finished" in kinds and "run_finished" in kinds
+    assert kinds[0] == P.RUN_STARTED and P.ROUND_FINISHED in kinds and P.RUN_FINISHED in kinds
     assert all("time" in e for e in events)
     rounds = [json.loads(x) for x in (run / "rounds.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rounds] == [0, 1]
     assert (run / "events.jsonl").read_text().count("\n") == len(events)
+
+
+def test_the_protocol_version_is_pinned():
+    """Bump it (and this test) when a kind, a field or a setting changes: the lab warns when an
+    engine of another version speaks to it."""
+    assert P.VERSION == 2
+    assert len(set(P.EVENTS)) == len(P.EVENTS) == 12 and len(set(P.COMMANDS)) == len(P.COMMANDS) == 6
+
+
+def test_the_stand_in_accepts_every_command_and_emits_only_protocol_events(tmp_path):
+    import subprocess
+
+    from silab.config import schedule_shares
+
+    rounds = 2
+    profile = write_profile(tmp_path / "p.toml", rounds=rounds)
+    proc = subprocess.Popen(fake_argv(tmp_path / "run", str(profile)), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "FAKE_TICK": "0"})
+    events: list[dict] = []
+
+    def send(cmd: dict, until: str | None) -> list[dict]:
+        proc.stdin.write(json.dumps(cmd) + "\n")
+        proc.stdin.flush()
+        got = []
+        while until is not None and (not got or got[-1]["event"] != until):
+            got.append(json.loads(proc.stdout.readline()))
+        events.extend(got)
+        return got
+
+    events.append(json.loads(proc.stdout.readline()))
+    events.append(json.loads(proc.stdout.readline()))
+    assert [e["event"] for e in events] == [P.RUN_STARTED, P.WAITING]
+    assert events[0]["protocol"] == P.VERSION
+    sent = []
+    for cmd, until in (({"cmd": P.SET, "sigma": 0.7}, P.SETTINGS_CHANGED),
+                       ({"cmd": P.INJECT, "schedule": P.INJECT_PRESETS[0]}, P.PLAN_CHANGED),
+                       ({"cmd": P.PAUSE}, None),     # while waiting: nothing to pause
+                       ({"cmd": P.STEP}, P.WAITING),
+                       ({"cmd": P.RUN}, P.RUN_FINISHED),
+                       ({"cmd": "bogus"}, P.ERROR)):
+        got = send(cmd, until)
+        sent.append(cmd["cmd"])
+        if cmd["cmd"] != "bogus":
+            assert all(e["event"] != P.ERROR for e in got), got
+    send({"cmd": P.STOP}, None)
+    sent.append(P.STOP)
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
+    assert set(sent) - {"bogus"} == set(P.COMMANDS)
+    assert {e["event"] for e in events} <= set(P.EVENTS)
+    by_kind = {e["event"]: e for e in events}
+    assert by_kind[P.SETTINGS_CHANGED]["settings"] == {"sigma": 0.7}
+    # a preset is planned as the real engine plans it: early spends the whole pool in round 1
+    assert by_kind[P.PLAN_CHANGED]["schedule"] == schedule_shares(P.INJECT_PRESETS[0], rounds) == [1.0, 0.0]
+    assert "bogus" in by_kind[P.ERROR]["message"] and P.INJECT in by_kind[P.ERROR]["message"]
+    assert [e["round"] for e in events if e["event"] == P.ROUND_FINISHED] == [0, 1, 2]
+
+
+def test_the_lab_warns_once_when_the_engine_speaks_another_version(tmp_path):
+    from silab.tui.state import RunState
+
+    started = {"event": P.RUN_STARTED, "time": 1.0, "run_dir": str(tmp_path), "profile": "fake",
+               "rounds": 2, "resumed_from": None}
+    for protocol, warned in ((P.VERSION, False), (P.VERSION - 1, True), (None, True)):
+        state = RunState(run_dir=tmp_path, engine="starting")
+        line = state.apply({**started, "protocol": protocol} if protocol else started)
+        assert line.error is warned and ("protocol" in line.text) is warned, line
+        assert line.text.count("\n") == 0
+    replayed = RunState(run_dir=tmp_path).apply(started)   # a recorded run, no engine: no warning
+    assert not replayed.error
 
 
 if __name__ == "__main__":
