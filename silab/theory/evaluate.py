@@ -23,7 +23,8 @@ import numpy as np
 from scipy import stats
 
 from silab.theory.data import Panel, Series
-from silab.theory.models import MODELS, SEPARATE_SERIES, ModelFit, fit, fit_curve, fit_curves
+from silab.theory.models import MODELS, SEPARATE_SERIES, ModelFit, fit, fit_curve
+from silab.theory.varpro import fit_curves
 
 SATURATION = 0.05          # "saturated" = 95 % of the way from U_s(0) to U_s_inf
 FIRST_K_MIN = 4            # the coupled model has 5 parameters over 2k points

@@ -18,7 +18,8 @@ from silab.theory.data import panel_from_records
 from silab.theory.evaluate import (Estimate, Heldout, Linearity, Rolling, SharedRate,
                                    accuracy_limit, heldout, linearity, rolling, saturation,
                                    shared_rate)
-from silab.theory.models import MODELS, NO_LIMIT, ModelFit, fit, fit_curve
+from silab.theory.models import MODELS, ModelFit, fit, fit_curve
+from silab.theory.varpro import NO_LIMIT
 
 MIN_ROUNDS = 4      # 5 parameters over 2 x 4 points leaves 3 degrees of freedom
 
