@@ -4,7 +4,8 @@ import pytest
 from silab.errors import UsageError
 from silab.tasks import get_task, task_names
 from silab.tasks.gsm8k import canonical_number, clean_solution, gold_from_solution
-from silab.tasks.math_task import is_equiv, last_boxed, normalize_math, parse_number
+from silab.tasks.extract import last_boxed
+from silab.tasks.math_task import is_equiv, normalize_math, parse_number
 
 gsm8k = get_task("gsm8k")
 math = get_task("math")

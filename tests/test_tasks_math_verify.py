@@ -7,7 +7,8 @@ import time
 import pytest
 
 from silab.tasks import get_task, sympy_check
-from silab.tasks.math_task import final_boxed, for_sympy, is_equiv
+from silab.tasks.extract import final_boxed
+from silab.tasks.math_task import for_sympy, is_equiv
 
 math = get_task("math")
 gsm8k = get_task("gsm8k")

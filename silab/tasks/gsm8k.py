@@ -16,7 +16,8 @@ import re
 from silab.config import TaskConfig
 from silab.tasks.base import Item
 from silab.tasks.loading import field_text, load_items
-from silab.tasks.math_task import last_boxed, normalize_math, own_turn, parse_number
+from silab.tasks.extract import last_boxed, own_turn
+from silab.tasks.math_task import normalize_math, parse_number
 
 # a number not glued to a word or a preceding number ("5-3" holds 5 and 3, not -3); 1,000 is one number
 _NUM = re.compile(r"(?<![\w.])(?:-(?=\.?\d))?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+(?![\d.]))?"

@@ -16,6 +16,7 @@ from pathlib import Path
 from silab.config import TaskConfig
 from silab.errors import UsageError
 from silab.tasks.base import Item
+from silab.tasks.registry import get_task
 
 FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -183,7 +184,6 @@ def split_items(task, cfg: TaskConfig, seed: int) -> Splits:
     `task` is a Task or a registered name. Raises UsageError when there are too few usable items.
     """
     if isinstance(task, str):
-        from silab.tasks import get_task
         task = get_task(task)
     test_all, test_skipped = task.load(cfg, "test")
     train_all, train_skipped = task.load(cfg, "train")

@@ -25,7 +25,7 @@ import re
 from silab.config import TaskConfig
 from silab.tasks.base import Item
 from silab.tasks.loading import field_text, load_items
-from silab.tasks.math_task import last_boxed
+from silab.tasks.extract import last_boxed
 
 _WORD = {"true": "True", "false": "False", "a": "True", "b": "False", "yes": "True", "no": "False"}
 _MARKER = re.compile(r"\banswer\s*(?:is|:)?\s*:?\s*(not\s+)?\(?\s*(true\b|false\b|(?-i:[AB])\b)", re.IGNORECASE)
