@@ -14,7 +14,7 @@ class ConsolePrinter:
     def __init__(self, out=None, err=None):
         # the streams of the moment, not of import time (a test's captured stream closes)
         self.out, self.err = out or sys.stdout, err or sys.stderr
-        self.tty = err.isatty()
+        self.tty = self.err.isatty()
         self.phase_start = time.perf_counter()
 
     def __call__(self, e: dict) -> None:
