@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from silab.config import ExternalConfig, Profile, TaskConfig, dump_toml
+from silab.protocol import VERSION
 from silab.tui import app as app_module
 from silab.tui.app import SilabApp
 from silab.tui.fitting import FitSummary, ParamRow
@@ -60,7 +61,7 @@ def write_synthetic_run(run: Path, n_rounds: int = 6, target: int = 10) -> Path:
     (run / "manifest.json").write_text(json.dumps({"silab": "test"}))
     settings = {"sigma": 0.5, "n_samples": 16, "lr": 1e-5}
     events = [{"event": "run_started", "time": T0, "run_dir": str(run), "profile": "synthetic",
-               "rounds": target, "resumed_from": None}]
+               "rounds": target, "resumed_from": None, "protocol": VERSION}]
     records = []
     for t in range(n_rounds):
         rec = synthetic_record(t, settings)
@@ -127,7 +128,8 @@ def live_app(tmp_path) -> SilabApp:
 async def mid_round(pilot) -> None:
     await settle(pilot)
     now = T0 + 30 * 6
-    for ev in ({"event": "run_started", "time": now, "rounds": 10, "resumed_from": 5},
+    for ev in ({"event": "run_started", "time": now, "rounds": 10, "resumed_from": 5,
+                "protocol": VERSION},
                {"event": "waiting", "time": now, "next_round": 6},
                {"event": "phase_started", "time": now, "round": 6, "phase": "train", "total": 64},
                {"event": "phase_finished", "time": now + 10, "round": 6, "phase": "train",
