@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from silab.errors import UsageError
+from silab.protocol import ROUND_FINISHED, RUN_FINISHED, RUN_STARTED
 
 TRACKERS = {"tensorboard": ("tensorboard", "track-tb"), "wandb": ("wandb", "track-wandb")}
 STATE_FILE = "tracker.json"
@@ -58,12 +59,12 @@ class Tracker:
         if self.then is not None:
             self.then(event)
         kind = event.get("event")
-        if kind == "run_started":
+        if kind == RUN_STARTED:
             self.open(Path(event["run_dir"]), str(event.get("profile", "")))
-        elif kind == "round_finished" and self.writer is not None:
+        elif kind == ROUND_FINISHED and self.writer is not None:
             record = event["record"]
             self.log(int(record["round"]), scalars(record))
-        elif kind == "run_finished":
+        elif kind == RUN_FINISHED:
             self.close()
 
     def open(self, run_dir: Path, profile: str) -> None:
