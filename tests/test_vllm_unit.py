@@ -140,8 +140,8 @@ def test_engine_kwargs_follow_the_profile_and_the_platform(micro):
     assert kw["max_lora_rank"] == 16 and kw["enable_lora"] and kw["enable_sleep_mode"]
     assert kw["logprobs_mode"] == "raw_logprobs" and kw["seed"] == profile.seed
     assert "distributed_executor_backend" not in kw and "kv_cache_memory_bytes" not in kw
-    kw = ve.engine_kwargs(profile, "/m", env={"SILAB_VLLM_EXECUTOR": "ray",
-                                               "SILAB_VLLM_ENGINE_ARGS": '{"enforce_eager": true}'})
+    ray = load_profile(path, overrides + ["model.dtype=bfloat16", "model.distributed_executor_backend=ray"])
+    kw = ve.engine_kwargs(ray, "/m", env={"SILAB_VLLM_ENGINE_ARGS": '{"enforce_eager": true}'})
     assert kw["distributed_executor_backend"] == "ray" and kw["enforce_eager"] is True and kw["max_model_len"] == 4096
     with pytest.raises(UsageError):
         ve.engine_kwargs(profile, "/m", env={"SILAB_VLLM_ENGINE_ARGS": "{oops"})

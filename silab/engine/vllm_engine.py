@@ -87,9 +87,8 @@ def engine_kwargs(profile: Profile, model_path: str, model_max_len: int | None =
     pipeline = m.pipeline_parallel_size
     if pipeline > 1:
         kwargs["pipeline_parallel_size"] = pipeline
-    executor = m.distributed_executor_backend or env.get("SILAB_VLLM_EXECUTOR", "")
-    if executor:
-        kwargs["distributed_executor_backend"] = executor
+    if m.distributed_executor_backend:
+        kwargs["distributed_executor_backend"] = m.distributed_executor_backend
     extra = env.get("SILAB_VLLM_ENGINE_ARGS", "")
     if extra:
         try:
