@@ -2,11 +2,12 @@
 and the UI process never loads torch.
 
 Exit codes: 0 done, 1 a failure during a run (completed rounds stay on disk), 2 bad input,
-130 interrupted (Ctrl-C; the run can be resumed).
+130 interrupted (Ctrl-C), 143 terminated (`kill PID`); an interrupted run can be resumed.
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -24,6 +25,14 @@ def add_profile_args(parser: argparse.ArgumentParser) -> None:
 
 
 # --- silab run ----------------------------------------------------------------------------------
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the run is, so `kill PID` stops it like Ctrl-C does (a BaseException,
+    as KeyboardInterrupt is: not a failure of the run)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 def cmd_run(argv: list[str]) -> int:
     parser = Parser(prog="silab run", description="Run self-improvement rounds headless.")
@@ -50,12 +59,14 @@ def cmd_run(argv: list[str]) -> int:
     else:
         start = session.new_run(load_profile(args.profile, args.overrides, args.rounds), args.run_dir)
     where = start.run.path   # written now: from here on, an interruption or a failure says where
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         session.run_rounds(start, printer)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: completed rounds are in {where}; continue with: silab run --resume {where}",
+    except (KeyboardInterrupt, Terminated) as stop:
+        how = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        print(f"\n{how}: completed rounds are in {where}; continue with: silab run --resume {where}",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
     except UsageError:
         raise
     except Exception as exc:  # a failure mid-run: keep what is done, say where it is

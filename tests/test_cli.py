@@ -165,6 +165,23 @@ def test_ctrl_c_keeps_completed_rounds_and_the_run_resumes(tmp_path, micro):
     assert [n[0] for n in numbers(run_dir)] == [0, 1, 2]
 
 
+def test_kill_stops_a_run_like_ctrl_c(tmp_path, micro):
+    """SIGTERM (`kill PID`, whatever the caller's SIGINT disposition): the round in progress is
+    dropped, completed ones stay, and the user is told how to resume."""
+    profile, overrides = micro
+    run_dir = tmp_path / "run"
+    proc = start(["run", "--profile", profile, "--rounds", "2", "--run-dir", str(run_dir),
+                  *sets(overrides + SLOW)])
+    wait_for_event(run_dir / "events.jsonl", proc,
+                   lambda e: e["event"] == "phase_started" and e["round"] == 1 and e["phase"] == "sample")
+    proc.terminate()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert f"terminated: completed rounds are in {run_dir}" in err and "Traceback" not in err
+    assert [n[0] for n in numbers(run_dir)] == [0]
+    assert not (run_dir / "rounds" / "001").exists()
+
+
 def test_profiles_lists_every_bundled_profile():
     done = silab("profiles")
     assert done.returncode == 0
