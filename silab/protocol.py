@@ -55,6 +55,15 @@ class Setting:
     lo: float | None = None  # the profile's own range for that key (a test keeps them equal)
     hi: float | None = None  # (the profile enforces them, for --set, the lab and the engine alike)
 
+    def read(self, profile: dict, default=None):
+        """Its value in a profile as a dict of tables (profile.toml, Profile.to_dict())."""
+        node = profile
+        for part in self.key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
 
 SETTINGS = {
     "sigma": Setting("verify.sigma", "σ", float, 0.0, 1.0),

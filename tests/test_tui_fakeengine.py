@@ -123,29 +123,17 @@ class FakeEngine:
     @property
     def settings(self) -> dict:
         """{name: value} for protocol.SETTINGS, read from the profile by each setting's key."""
-        return {name: self._dig(self.profile, s.key) for name, s in P.SETTINGS.items()}
-
-    @staticmethod
-    def _dig(data: dict, key: str):
-        for part in key.split("."):
-            data = data[part]
-        return data
+        return {name: s.read(self.profile) for name, s in P.SETTINGS.items()}
 
     def _update(self, changes: dict) -> dict | None:
         """The profile with {dotted key: value}, validated as a whole (as loop.update does); None
         (and an error event) when refused."""
-        from silab.config import profile_from_dict
+        from silab.config import apply_overrides, profile_from_dict
         from silab.errors import UsageError
 
-        data = json.loads(json.dumps(self.profile))
-        for key, value in changes.items():
-            *tables, name = key.split(".")
-            table = data
-            for part in tables:
-                table = table[part]
-            table[name] = value
         try:
-            profile_from_dict(data, "set")
+            data = apply_overrides(profile_from_dict(self.profile, "profile.toml"),
+                                   [f"{key}={json.dumps(value)}" for key, value in changes.items()], "set").to_dict()
         except UsageError as err:
             self.emit(P.ERROR, message=str(err), traceback="")
             return None

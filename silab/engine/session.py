@@ -61,11 +61,12 @@ def split_data(profile: Profile) -> Splits:
     return split_items(get_task(profile.task.name), profile.task, profile.seed)
 
 
-def new_run(profile: Profile, run_dir: str | Path | None) -> Start:
+def new_run(profile: Profile, run_dir: str | Path | None, splits: Splits | None = None) -> Start:
+    """A new run; `splits` reuses a split of the same task and seed (the arms of a sweep share one)."""
     check_runtime(profile)
     path = Path(run_dir) if run_dir else default_run_dir(profile.run_root, profile.name)
     RunDir.check_new(path)  # before the data and the model are loaded
-    splits = split_data(profile)
+    splits = splits or split_data(profile)
     return Start(profile, RunDir.create(path, profile_toml(profile), manifest(profile, sys.argv)), splits)
 
 

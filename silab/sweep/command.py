@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from silab.errors import UsageError, UsageParser as Parser
-from silab.runs.store import RunDir
+from silab.runs.store import RunDir, atomic_write_text
 from silab.sweep.arms import arm_profile, parse_schedules
 from silab.sweep.fit import theory_view
 from silab.sweep.report import render
@@ -69,6 +69,6 @@ def main(argv: list[str]) -> int:
               "arms": summary, "theory": theory_view(arms, summary, len(seeds)),
               "seconds": round(time.perf_counter() - started, 1)}
     clean = jsonable(result)
-    (out / "sweep.json").write_text(json.dumps(clean, indent=1) + "\n")
+    atomic_write_text(out / "sweep.json", json.dumps(clean, indent=1) + "\n")
     print(json.dumps(clean) if args.json else render(clean))
     return 0

@@ -1,5 +1,5 @@
-"""Running the arms: every arm for every seed in-process, one backend per seed, and the rounds an
-earlier arm already ran on the same data copied instead of rerun."""
+"""Running the arms: every arm for every seed in-process, one backend and one data split per seed,
+and the rounds an earlier arm already ran on the same data copied instead of rerun."""
 from __future__ import annotations
 
 import shutil
@@ -43,12 +43,13 @@ def run_arms(arms: list[Arm], profiles: dict, out: Path, say) -> dict[str, list[
     runs: dict[str, list[Path]] = {arm.label: [] for arm in arms}
     seeds = sorted({seed for _, seed in profiles})
     for i, seed in enumerate(seeds):
-        backend, done = None, []
+        backend, splits, done = None, None, []   # one model load and one data split per seed
         for j, arm in enumerate(arms):
             profile = profiles[arm.label, seed]
             path = out / f"{arm.folder}-s{seed}"
             say(f"[seed {seed} ({i + 1}/{len(seeds)}), arm {arm.label} ({j + 1}/{len(arms)})] {path}")
-            start = session.new_run(profile, str(path))
+            start = session.new_run(profile, str(path), splits)
+            splits = start.splits
             counts = external_counts(np.array(plan_shares(profile)), len(start.splits.external))
             source, upto = shared_prefix(counts, done)
             if source is not None:

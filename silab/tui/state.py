@@ -152,10 +152,9 @@ class RunState:
         if isinstance(profile.get("rounds"), int):
             self.target_rounds = profile["rounds"]
         for name, setting in P.SETTINGS.items():
-            if name != "rounds":    # the target, kept apart
-                section, key = setting.key.split(".")
-                if key in profile.get(section, {}):
-                    self.settings[name] = profile[section][key]
+            value = setting.read(profile)
+            if name != "rounds" and value is not None:    # rounds: the target, kept apart
+                self.settings[name] = value
         external = profile.get("external", {})
         if "schedule" in external:
             self.schedule = external["schedule"]

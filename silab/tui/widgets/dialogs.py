@@ -6,7 +6,6 @@ before any command reaches the engine; the engine validates again and records wh
 """
 from __future__ import annotations
 
-import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -55,7 +54,8 @@ def check_settings(profile: dict[str, Any] | None, values: dict[str, str],
         checked = apply_overrides(_base_profile(profile), overrides)
     except UsageError as err:
         return {}, _clean(err)
-    new = {name: functools.reduce(getattr, SETTINGS[name].key.split("."), checked) for name in STEERED}
+    data = checked.to_dict()
+    new = {name: SETTINGS[name].read(data) for name in STEERED}
     return {k: v for k, v in new.items()
             if values.get(k, "").strip() and current.get(k) != v}, None
 
